@@ -1,0 +1,24 @@
+"""Storage: the :class:`~stepwell.store.base.Store` seam and its backends, chosen by URL."""
+
+from __future__ import annotations
+
+from stepwell.store.base import Store, Tx
+
+
+def open_store(url: str) -> Store:
+    """The store for ``url``: ``sqlite:///path.db`` (or a plain path) today.
+
+    The one place that branches on the URL.
+    """
+    from stepwell.store.sqlite import SqliteStore
+
+    if url.startswith("sqlite://"):
+        # sqlite:///rel.db is relative, sqlite:////abs.db absolute (SQLAlchemy's convention)
+        path = url.removeprefix("sqlite://").removeprefix("/")
+        return SqliteStore(path or ":memory:")
+    if "://" in url:
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path/to/file.db")
+    return SqliteStore(url)
+
+
+__all__ = ["Store", "Tx", "open_store"]

@@ -1,0 +1,283 @@
+"""The storage seam: one :class:`Store` protocol, one conformance suite, several backends.
+
+A store runs *units of work*: plain functions that take a :class:`Tx` and call its verbs. Each
+unit passed to :meth:`Store.run` is atomic (all its writes land or none do) and durable once the
+awaitable returns. Backends share commits between units submitted at the same time (group
+commit): a unit that raises is rolled back alone, through a savepoint, and its exception is
+re-raised to its caller; the others commit.
+
+Units execute on the store's own thread(s), never on the event loop, so they must not await and
+should be short: read a few rows, decide, write.
+
+Every :class:`Tx` verb documents what it writes and whether it is idempotent. Times are epoch
+milliseconds. This module imports nothing of stepwell's but its records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from stepwell.store.records import (
+    AppRecord,
+    EventRecord,
+    FunctionRecord,
+    MemoRecord,
+    QueueItem,
+    RunFilter,
+    RunRecord,
+    RunStatus,
+    WaitRecord,
+)
+
+T = TypeVar("T")
+
+
+class Tx(Protocol):
+    """The verbs a unit of work may call, inside one transaction."""
+
+    # -- apps and functions ---------------------------------------------------------------------
+
+    def upsert_app(self, app: AppRecord) -> None:
+        """Insert or replace the app row. Idempotent."""
+        ...
+
+    def get_app(self, app_id: str) -> AppRecord | None:
+        """The app, or None."""
+        ...
+
+    def list_apps(self) -> list[AppRecord]:
+        """Every app, by id."""
+        ...
+
+    def upsert_function(
+        self, function_id: str, app_id: str, config: dict[str, Any], checksum: str, now: int
+    ) -> FunctionRecord:
+        """Store a function's config; bump ``version`` only when ``checksum`` changed.
+
+        Idempotent: the same checksum returns the stored record unchanged.
+        """
+        ...
+
+    def list_functions(self, app_id: str | None = None) -> list[FunctionRecord]:
+        """Every function (of one app if given), by id."""
+        ...
+
+    def delete_functions_except(self, app_id: str, keep: Sequence[str]) -> int:
+        """Remove the app's functions whose id is not in ``keep``; returns how many went."""
+        ...
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def claim_dedupe_key(self, dedupe_key: str, event_id: str, now: int, ttl_ms: int) -> str | None:
+        """Reserve a user-given event id for ``ttl_ms``.
+
+        Returns None when the key was free (or expired) and is now held by ``event_id``; else
+        returns the event id already holding it, and writes nothing.
+        """
+        ...
+
+    def insert_event(self, event: EventRecord) -> None:
+        """Insert an event. Raises on a duplicate ``event_id``."""
+        ...
+
+    def get_event(self, event_id: str) -> EventRecord | None:
+        """The event, or None."""
+        ...
+
+    def get_events(self, event_ids: Sequence[str]) -> list[EventRecord]:
+        """The events in the order of ``event_ids`` (missing ones are left out)."""
+        ...
+
+    def list_events(
+        self, name: str | None = None, cursor: str | None = None, limit: int = 50
+    ) -> list[EventRecord]:
+        """Events newest first; ``cursor`` is an ``event_id`` to continue after."""
+        ...
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def insert_run(self, run: RunRecord) -> None:
+        """Insert a run. Raises on a duplicate ``run_id``."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or None."""
+        ...
+
+    def mark_run_started(self, run_id: str, attempt: int, now: int) -> None:
+        """Set ``status`` Running (from Queued), ``attempt``, and ``started_at`` if unset.
+
+        Does nothing to a run in a final status.
+        """
+        ...
+
+    def set_run_attempt(self, run_id: str, attempt: int) -> None:
+        """Record the run's current attempt counter."""
+        ...
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        now: int,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        cancel_reason: str | None = None,
+    ) -> bool:
+        """End a run exactly once.
+
+        Writes only if the run is not already in a final status; returns whether it wrote. Every
+        "run ended" side effect (system events, waking an invoker) must hang off a True here.
+        """
+        ...
+
+    def list_runs(self, flt: RunFilter) -> list[RunRecord]:
+        """Runs matching ``flt``, newest first; ``flt.cursor`` is a ``run_id`` to continue after."""
+        ...
+
+    def runs_for_event(self, event_id: str) -> list[RunRecord]:
+        """Runs whose trigger events include ``event_id``, oldest first."""
+        ...
+
+    def count_runs(self, status: str | None = None) -> int:
+        """How many runs (with that status)."""
+        ...
+
+    # -- memo -----------------------------------------------------------------------------------
+
+    def put_memo(
+        self,
+        run_id: str,
+        step_key: str,
+        step_id: str,
+        kind: str,
+        value: Any,
+        now: int,
+        started_at: int | None = None,
+        attempts: int = 1,
+    ) -> bool:
+        """Record a step's outcome. First write wins: returns False, writing nothing, if the
+        run already has a memo for ``step_key``. Assigns the next ``seq`` (completion order)."""
+        ...
+
+    def get_memo(self, run_id: str) -> list[MemoRecord]:
+        """The run's memo in completion order."""
+        ...
+
+    # -- queue ----------------------------------------------------------------------------------
+
+    def enqueue(self, item: QueueItem) -> bool:
+        """Add a queue item; returns True if it is new.
+
+        On an existing ``item_id``: moves ``available_at`` to the earlier of the two, bumps
+        ``generation`` (so a lease holder's :meth:`ack` will not delete it) and returns False.
+        """
+        ...
+
+    def claim(self, now: int, owner: str, lease_ms: int, limit: int) -> list[QueueItem]:
+        """Lease up to ``limit`` due items (``available_at <= now`` and unleased or lease expired),
+        lowest ``priority`` then earliest ``available_at`` first. Returns them with the lease set."""
+        ...
+
+    def renew_leases(self, owner: str, item_ids: Sequence[str], until: int) -> int:
+        """Extend leases still held by ``owner``; returns how many were extended."""
+        ...
+
+    def ack(self, item_id: str, owner: str, generation: int) -> bool:
+        """Finish a leased item: delete it if ``owner`` holds it at ``generation``.
+
+        If it was re-enqueued meanwhile (generation moved) the lease is dropped instead so the
+        item runs again; returns whether it was deleted.
+        """
+        ...
+
+    def release(self, item_id: str, owner: str, available_at: int) -> bool:
+        """Give a leased item back, due at ``available_at`` (used for retries and shutdown)."""
+        ...
+
+    def release_all(self, owner: str | None = None) -> int:
+        """Drop every lease (of ``owner``, or everyone's when None); returns how many."""
+        ...
+
+    def delete_queue_items(self, run_id: str) -> int:
+        """Remove every queue item of a run (it ended); returns how many."""
+        ...
+
+    def delete_queue_item(self, item_id: str) -> bool:
+        """Remove one queue item whatever its lease; returns whether it existed."""
+        ...
+
+    def next_available_at(self) -> int | None:
+        """The earliest ``available_at`` among unleased items, or None when the queue is empty."""
+        ...
+
+    def queue_depth(self) -> int:
+        """How many items are queued (leased or not)."""
+        ...
+
+    # -- waits ----------------------------------------------------------------------------------
+
+    def insert_wait(self, wait: WaitRecord) -> bool:
+        """Add a wait; a second wait for the same ``(run_id, step_key)`` is ignored (False)."""
+        ...
+
+    def keyed_wait_paths(self, event_name: str) -> list[str]:
+        """The distinct ``match_path`` values of keyed waits on ``event_name`` (a short list)."""
+        ...
+
+    def find_keyed_waits(self, event_name: str, match_path: str, match_value: str) -> list[WaitRecord]:
+        """Keyed waits on ``event_name`` whose key equals ``match_value``, oldest first."""
+        ...
+
+    def find_unkeyed_waits(self, event_name: str) -> list[WaitRecord]:
+        """Waits on ``event_name`` without a key (free CEL or no condition), oldest first."""
+        ...
+
+    def get_wait(self, run_id: str, step_key: str) -> WaitRecord | None:
+        """The run's pending wait for ``step_key``, or None."""
+        ...
+
+    def delete_wait(self, wait_id: str) -> bool:
+        """Remove a wait; returns whether it existed (the caller that gets True owns resuming)."""
+        ...
+
+    def delete_run_waits(self, run_id: str) -> int:
+        """Remove every wait of a run; returns how many."""
+        ...
+
+    # -- runs started by invoke -----------------------------------------------------------------
+
+    def find_child_runs(self, parent_run_id: str, parent_step_key: str) -> list[RunRecord]:
+        """Runs started by ``step.invoke`` from that parent step."""
+        ...
+
+    # -- cron -----------------------------------------------------------------------------------
+
+    def claim_cron_tick(self, function_id: str, tick_at: int) -> bool:
+        """Record that the tick fired; True only for the first caller across all nodes."""
+        ...
+
+    def last_cron_tick(self, function_id: str) -> int | None:
+        """The latest tick recorded for the function, or None."""
+        ...
+
+
+class Store(Protocol):
+    """A durable home for everything stepwell knows."""
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations. Idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending work and disconnect. Idempotent."""
+        ...
+
+    async def run(self, work: Callable[[Tx], T]) -> T:
+        """Execute ``work`` atomically on the writer; durable when this returns."""
+        ...
+
+    async def read(self, work: Callable[[Tx], T]) -> T:
+        """Execute read-only ``work`` on a reader (sees every commit that returned before)."""
+        ...
