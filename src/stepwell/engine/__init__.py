@@ -1,0 +1,1 @@
+"""The engine: ingest, dispatch, run transitions, timers, cron, retry and expressions."""
