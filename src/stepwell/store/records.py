@@ -148,6 +148,7 @@ class WaitRecord:
     match_value: str | None = None
     expression: str | None = None
     trigger_event_id: str | None = None
+    step_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""The ``stepwell`` command: thin commands over the engine and the REST client."""

@@ -1,0 +1,128 @@
+"""``stepwell dev | send | runs``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from stepwell.cli.client import Client
+from stepwell.errors import StepwellError
+
+
+@click.group()
+@click.version_option(package_name="stepwell")
+def main() -> None:
+    """stepwell: durable, event-driven functions for Python."""
+
+
+@main.command()
+@click.argument("app_refs", nargs=-1, metavar="[APP_REF]...")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="STEPWELL_HOST")
+@click.option("--port", default=8288, show_default=True, envvar="STEPWELL_PORT", type=int)
+@click.option("--db", default=".stepwell/dev.db", show_default=True, envvar="STEPWELL_DB",
+              help="SQLite file holding all state.")
+def dev(app_refs: tuple[str, ...], host: str, port: int, db: str) -> None:
+    """Run the engine, its HTTP API and APP_REFs in one process.
+
+    APP_REF is a file (app.py, app.py:attr) or a module (package.module:attr).
+    """
+    from stepwell.cli.devserver import run_dev
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run_dev(app_refs, host=host, port=port, db=db))
+    except StepwellError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("name")
+@click.option("--data", default="{}", help="Event data as a JSON object.")
+@click.option("--id", "event_id", default=None, help="Idempotency id (dedupes for 24 h).")
+@click.option("--url", default=None, envvar="STEPWELL_URL")
+def send(name: str, data: str, event_id: str | None, url: str | None) -> None:
+    """Send an event NAME with --data JSON."""
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    if not isinstance(payload, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--data")
+    ids = _call(lambda: Client(url).send(name, payload, event_id))
+    for event_id_ in ids:
+        click.echo(event_id_)
+
+
+@main.group()
+def runs() -> None:
+    """List, show and cancel runs."""
+
+
+@runs.command("list")
+@click.option("--function", "function_id", default=None, help="Composite function id (app-fn).")
+@click.option("--status", default=None, type=click.Choice(["Queued", "Running", "Completed", "Failed", "Cancelled"]))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--url", default=None, envvar="STEPWELL_URL")
+def runs_list(function_id: str | None, status: str | None, limit: int, url: str | None) -> None:
+    """List recent runs, newest first."""
+    rows = _call(lambda: Client(url).runs(function_id, status, limit))
+    if not rows:
+        click.echo("no runs")
+        return
+    click.echo(f"{'RUN ID':<28}{'STATUS':<11}{'FUNCTION':<36}QUEUED AT")
+    for run in rows:
+        click.echo(f"{run['run_id']:<28}{run['status']:<11}{run['function_id']:<36}{_time(run['queued_at'])}")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--url", default=None, envvar="STEPWELL_URL")
+def runs_show(run_id: str, url: str | None) -> None:
+    """Show a run and its steps."""
+    client = Client(url)
+    run = _call(lambda: client.run(run_id))
+    steps = _call(lambda: client.steps(run_id))
+    click.echo(f"run       {run['run_id']}\nfunction  {run['function_id']}\nstatus    {run['status']}")
+    click.echo(f"queued    {_time(run['queued_at'])}\nstarted   {_time(run['run_started_at'])}")
+    click.echo(f"ended     {_time(run['ended_at'])}")
+    if run["error"]:
+        click.echo(f"error     {run['error'].get('name')}: {run['error'].get('message')}")
+    if run["status"] == "Completed":
+        click.echo(f"output    {json.dumps(run['output'])}")
+    click.echo("steps:")
+    for step in steps:
+        click.echo(f"  {step['seq']:>3}  {step['kind']:<7} {step['step_id']:<30} {json.dumps(step['output'])[:80]}")
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+@click.option("--url", default=None, envvar="STEPWELL_URL")
+def runs_cancel(run_id: str, url: str | None) -> None:
+    """Cancel a run."""
+    run = _call(lambda: Client(url).cancel(run_id))
+    click.echo(f"{run['run_id']} {run['status']}")
+
+
+def _call(fn: Any) -> Any:
+    try:
+        return fn()
+    except StepwellError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _time(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

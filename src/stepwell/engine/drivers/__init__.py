@@ -1,0 +1,1 @@
+"""Drivers: how the engine invokes handlers."""

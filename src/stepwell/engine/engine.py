@@ -1,0 +1,377 @@
+"""The engine: ingest, dispatch, timers and cron around one store.
+
+Loops are small and each has a one-iteration form that takes ``now`` (:meth:`Engine.tick`), so
+tests drive time with a fake clock. Dispatch claims due queue items under a lease, invokes the
+run's handler through its app's driver and commits the outcome; leases of in-flight items are
+renewed, and an item whose node died is taken over when its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from stepwell.clock import Clock, SystemClock
+from stepwell.engine.checkpoint import RunCheckpointer
+from stepwell.engine.cron import CronSpec
+from stepwell.engine.drivers.base import Driver, FunctionUnavailable
+from stepwell.engine.drivers.inprocess import InProcessDriver
+from stepwell.engine.ingest import Router, validate_events
+from stepwell.engine.registry import FunctionSpec, Registry, parse_function
+from stepwell.engine.transitions import Effects, Transitions, new_cron_run
+from stepwell.errors import ConfigError, NotFound
+from stepwell.ids import new_id
+from stepwell.protocol.invocation import Handler
+from stepwell.protocol.ops import CallRequest
+from stepwell.store.base import Store, Tx
+from stepwell.store.records import FINAL_STATUSES, AppRecord, QueueItem, RunRecord
+
+log = logging.getLogger("stepwell.engine")
+
+TIMER_KINDS = frozenset({"sleep", "wait_timeout", "invoke_timeout"})
+UNAVAILABLE_DELAY_MS = 30_000
+ENGINE_ERROR_DELAY_MS = 5_000
+IDLE_WAKE_MS = 60_000
+
+
+class Engine:
+    """Runs functions durably on a store.
+
+    Args:
+        store: where everything lives.
+        clock: the time source (a :class:`~stepwell.clock.FakeClock` in tests).
+        concurrency: how many invocations this node runs at once.
+        lease_ms: how long a claimed item stays leased without renewal.
+        node_id: this node's lease owner id; default: a new ULID.
+        rng: randomness for backoff jitter.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        concurrency: int = 64,
+        lease_ms: int = 30_000,
+        node_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.concurrency = concurrency
+        self.lease_ms = lease_ms
+        self.node_id = node_id or new_id()
+        self.registry = Registry()
+        self.router = Router(self.registry)
+        self.transitions = Transitions(self.router, rng)
+        self.drivers: dict[str, Driver] = {}
+        self._inflight: dict[str, tuple[QueueItem, asyncio.Task[None]]] = {}
+        self._cron_next: dict[tuple[str, int], int] = {}
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._running = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, *, loops: bool = True, take_over: bool = False) -> None:
+        """Open the store and start the loops.
+
+        Args:
+            loops: start the dispatch and lease loops (tests may drive :meth:`tick` instead).
+            take_over: drop every lease at once (a single-node engine that holds the store
+                exclusively: what an earlier, killed process held is ours to run now).
+        """
+        await self.store.open()
+        if take_over:
+            await self.store.run(lambda tx: tx.release_all(None))
+        self._running = True
+        if loops:
+            self._loops = [
+                asyncio.create_task(self._dispatch_loop(), name="stepwell-dispatch"),
+                asyncio.create_task(self._lease_loop(), name="stepwell-leases"),
+            ]
+
+    async def stop(self, *, grace_s: float = 5.0) -> None:
+        """Stop claiming, let in-flight invocations finish (up to ``grace_s``), hand leases back."""
+        self._running = False
+        self._wake.set()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        tasks = [task for _, task in self._inflight.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        owner = self.node_id
+        await self.store.run(lambda tx: tx.release_all(owner))
+        await self.store.close()
+
+    # -- apps and functions ----------------------------------------------------------------------
+
+    async def register(
+        self, request: Mapping[str, Any], handlers: Mapping[str, Handler] | None = None
+    ) -> list[FunctionSpec]:
+        """Sync an app from its registration body (Inngest's ``RegisterRequest`` shape).
+
+        ``handlers`` maps composite function ids to in-process handlers. Raises
+        :class:`ConfigError` naming the function and field; nothing is stored then.
+        """
+        app_id = _app_id(request)
+        raw_functions = request.get("functions") or []
+        if not isinstance(raw_functions, list):
+            raise ConfigError(f"app {app_id!r}: field 'functions' must be a list")
+        specs = [parse_function(app_id, f) for f in raw_functions if isinstance(f, Mapping)]
+        ids = [s.function_id for s in specs]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"app {app_id!r}: function ids must be unique")
+        now = self.clock.now_ms()
+        checksum = hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        app = AppRecord(
+            app_id=app_id,
+            url=str(request.get("url") or ""),
+            sdk=request.get("sdk"),
+            framework=request.get("framework"),
+            checksum=checksum,
+            synced_at=now,
+        )
+
+        def sync(tx: Tx) -> list[int]:
+            tx.upsert_app(app)
+            tx.delete_functions_except(app_id, ids)
+            versions = []
+            for spec in specs:
+                raw = orjson.dumps(spec.config, option=orjson.OPT_SORT_KEYS)
+                record = tx.upsert_function(
+                    spec.function_id, app_id, dict(spec.config), hashlib.sha256(raw).hexdigest(), now
+                )
+                versions.append(record.version)
+            return versions
+
+        versions = await self.store.run(sync)
+        specs = [_with_version(s, v) for s, v in zip(specs, versions, strict=True)]
+        self.registry.replace_app(app_id, specs)
+        if handlers is not None:
+            self.drivers[app_id] = InProcessDriver(handlers)
+        self._schedule_crons(specs, now)
+        self._wake.set()
+        return specs
+
+    def _schedule_crons(self, specs: Sequence[FunctionSpec], now: int) -> None:
+        ids = {s.function_id for s in specs}
+        self._cron_next = {k: v for k, v in self._cron_next.items() if k[0] not in ids}
+        for spec in specs:
+            for i, cron in enumerate(spec.crons):
+                self._cron_next[(spec.function_id, i)] = cron.next_after(now)
+
+    # -- events and runs -------------------------------------------------------------------------
+
+    async def send_wire(self, events: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[str]:
+        """Accept events (wire shape); returns their ids once committed. Raises
+        :class:`~stepwell.errors.EventError` for invalid input, storing nothing."""
+        now = self.clock.now_ms()
+        incoming = validate_events(events, now=now)
+        ids = await self.store.run(lambda tx: self.router.ingest(tx, incoming, now))
+        self._wake.set()
+        return ids
+
+    async def cancel(self, run_id: str, reason: str = "cancelled by request") -> bool:
+        """Cancel a run; False if it had already ended. Raises NotFound for an unknown run."""
+        now = self.clock.now_ms()
+
+        def cancel(tx: Tx) -> bool | None:
+            if tx.get_run(run_id) is None:
+                return None
+            return self.transitions.cancel(tx, run_id, now, reason)
+
+        done = await self.store.run(cancel)
+        if done is None:
+            raise NotFound(f"run {run_id!r} not found")
+        self._wake.set()
+        return done
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    async def tick(self, now: int | None = None) -> int:
+        """One dispatch iteration: fire due cron ticks, claim due items and start them.
+
+        Returns how many items were claimed.
+        """
+        now = self.clock.now_ms() if now is None else now
+        await self._fire_crons(now)
+        free = self.concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        owner, lease = self.node_id, self.lease_ms
+        items = await self.store.run(lambda tx: tx.claim(now, owner, now + lease, free))
+        for item in items:
+            task = asyncio.create_task(self._process(item))
+            self._inflight[item.item_id] = (item, task)
+            task.add_done_callback(lambda _t, k=item.item_id: self._done(k))
+        return len(items)
+
+    def _done(self, item_id: str) -> None:
+        self._inflight.pop(item_id, None)
+        self._wake.set()
+
+    async def _fire_crons(self, now: int) -> None:
+        due = [(key, at) for key, at in self._cron_next.items() if at <= now]
+        for (function_id, index), tick_at in due:
+            spec = self.registry.get(function_id)
+            if spec is None or index >= len(spec.crons):
+                self._cron_next.pop((function_id, index), None)
+                continue
+            cron: CronSpec = spec.crons[index]
+            await self.store.run(lambda tx, s=spec, c=cron, t=tick_at: new_cron_run(tx, s, c.source, t, now))
+            self._cron_next[(function_id, index)] = cron.next_after(max(tick_at, now))
+
+    async def _dispatch_loop(self) -> None:
+        while self._running:
+            self._wake.clear()
+            try:
+                claimed = await self.tick()
+            except Exception:
+                log.exception("dispatch iteration failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            if claimed and len(self._inflight) < self.concurrency:
+                continue
+            next_at = await self._next_due()
+            await self.clock.sleep_until(next_at, self._wake)
+
+    async def _next_due(self) -> int:
+        now = self.clock.now_ms()
+        if len(self._inflight) >= self.concurrency:
+            return now + IDLE_WAKE_MS  # woken when an invocation finishes
+        queued = await self.store.read(lambda tx: tx.next_available_at())
+        candidates = [now + IDLE_WAKE_MS, *self._cron_next.values()]
+        if queued is not None:
+            candidates.append(queued)
+        return min(candidates)
+
+    async def _lease_loop(self) -> None:
+        while self._running:
+            await asyncio.sleep(self.lease_ms / 3000)
+            ids = list(self._inflight)
+            if ids:
+                owner, until = self.node_id, self.clock.now_ms() + self.lease_ms
+                try:
+                    await self.store.run(lambda tx: tx.renew_leases(owner, ids, until))
+                except Exception:
+                    log.exception("lease renewal failed")
+
+    async def _process(self, item: QueueItem) -> None:
+        owner = self.node_id
+        try:
+            if item.kind in TIMER_KINDS:
+                now = self.clock.now_ms()
+                effects = await self.store.run(
+                    lambda tx: self.transitions.fire_timer(tx, item, owner, now)
+                )
+            else:
+                effects = await self._invoke(item)
+            if effects.wake:
+                self._wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("processing %s failed; it will be retried", item.item_id)
+            retry_at = self.clock.now_ms() + ENGINE_ERROR_DELAY_MS
+            await self.store.run(lambda tx: tx.release(item.item_id, owner, retry_at))
+
+    async def _invoke(self, item: QueueItem) -> Effects:
+        owner = self.node_id
+        run, memo, events = await self.store.read(lambda tx: _load_run(tx, item.run_id))
+        if run is None or run.status in FINAL_STATUSES:
+            await self.store.run(lambda tx: tx.ack(item.item_id, owner, item.generation))
+            return Effects()
+        spec = self.registry.get(run.function_id)
+        driver = self.drivers.get(spec.app_id) if spec is not None else None
+        if spec is None or driver is None:
+            log.warning("run %s: function %s is not loaded; retrying later", run.run_id, run.function_id)
+            later = self.clock.now_ms() + UNAVAILABLE_DELAY_MS
+            await self.store.run(lambda tx: tx.release(item.item_id, owner, later))
+            return Effects()
+        now = self.clock.now_ms()
+        checkpointer = RunCheckpointer(self.store, self.router, self.clock, run.run_id, self._wake.set)
+        if run.status == "Queued":
+            attempt = run.attempt
+            checkpointer.defer(lambda tx: tx.mark_run_started(run.run_id, attempt, now))
+        request = CallRequest(
+            function_id=run.function_id,
+            run_id=run.run_id,
+            attempt=run.attempt,
+            max_attempts=spec.max_attempts,
+            event=events[0] if events else {},
+            events=events,
+            memo={m.step_key: m.value for m in memo},
+            stack=[m.step_key for m in memo],
+            memo_kinds={m.step_key: m.kind for m in memo},
+            memo_ids={m.step_key: m.step_id for m in memo},
+            now_ms=now,
+        )
+        try:
+            result = await driver.invoke(spec, request, checkpointer)
+        except FunctionUnavailable as exc:
+            log.warning("run %s: %s; retrying later", run.run_id, exc)
+            await checkpointer.flush()
+            later = self.clock.now_ms() + UNAVAILABLE_DELAY_MS
+            await self.store.run(lambda tx: tx.release(item.item_id, owner, later))
+            return Effects()
+        await checkpointer.flush()
+        done_at = self.clock.now_ms()
+        return await self.store.run(
+            lambda tx: self.transitions.apply(tx, run, spec, item, owner, result, done_at)
+        )
+
+    # -- tests and tools -------------------------------------------------------------------------
+
+    async def run_until_idle(self, *, max_iterations: int = 10_000) -> None:
+        """Dispatch until nothing is due now and nothing is in flight (for tests and scripts)."""
+        for _ in range(max_iterations):
+            claimed = await self.tick()
+            if self._inflight:
+                await asyncio.wait([t for _, t in self._inflight.values()], return_when=asyncio.FIRST_COMPLETED)
+                continue
+            if claimed == 0:
+                return
+        raise RuntimeError("the engine did not become idle")
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """The run, or :class:`NotFound`."""
+        run = await self.store.read(lambda tx: tx.get_run(run_id))
+        if run is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return run
+
+
+def _load_run(tx: Tx, run_id: str) -> tuple[RunRecord | None, list[Any], list[dict[str, Any]]]:
+    run = tx.get_run(run_id)
+    if run is None:
+        return None, [], []
+    memo = tx.get_memo(run_id)
+    events = [e.to_wire() for e in tx.get_events(list(run.event_ids))]
+    return run, memo, events
+
+
+def _app_id(request: Mapping[str, Any]) -> str:
+    # The Python SDK spells it "appname"; Go decodes JSON keys case-insensitively, so do we.
+    for key, value in request.items():
+        if key.lower() == "appname" and isinstance(value, str) and value:
+            return value
+    raise ConfigError("registration is missing 'appName'")
+
+
+def _with_version(spec: FunctionSpec, version: int) -> FunctionSpec:
+    from dataclasses import replace
+
+    return replace(spec, version=version)
+

@@ -1,0 +1,293 @@
+"""The run state machine: what an invocation's outcome, a timer or a cancellation writes.
+
+Every function here runs inside one store transaction (a unit of work) and is a function of its
+arguments and ``now``. A run ends exactly once: every "run ended" effect (system events, waking
+an invoking parent, dropping queue items and waits) hangs off ``Tx.finish_run`` returning True.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from stepwell.engine.ingest import (
+    Router,
+    continue_run,
+    keyed_wait,
+    resume_wait,
+    start_run,
+)
+from stepwell.engine.registry import FunctionSpec
+from stepwell.engine.retry import backoff_ms
+from stepwell.ids import new_id
+from stepwell.protocol.ops import (
+    CallResult,
+    InvokeFunction,
+    Sleep,
+    StepError,
+    StepFailed,
+    StepOp,
+    StepPlanned,
+    StepRun,
+    WaitForEvent,
+)
+from stepwell.store.base import Tx
+from stepwell.store.records import FINAL_STATUSES, EventRecord, QueueItem, RunRecord, RunStatus
+
+FINISHED = "inngest/function.finished"
+FAILED = "inngest/function.failed"
+CANCELLED = "inngest/function.cancelled"
+INVOKED = "inngest/function.invoked"
+SCHEDULED = "inngest/scheduled.timer"
+
+INVOKE_TIMEOUT_ERROR = {
+    "name": "InngestInvokeTimeoutError",
+    "message": "Timed out waiting for invoked function to complete",
+}
+
+
+@dataclass(slots=True)
+class Effects:
+    """What a unit of work changed that the engine should react to after commit."""
+
+    wake: bool = False
+    ended: RunStatus | None = None
+
+
+class Transitions:
+    """Applies outcomes to runs. Holds the router, to route the system events it emits."""
+
+    def __init__(self, router: Router, rng: random.Random | None = None) -> None:
+        self.router = router
+        self.rng = rng or random.Random()
+        router.cancel = self.cancel
+
+    def cancel(self, tx: Tx, run_id: str, now: int, reason: str) -> bool:
+        """Cancel a run that has not ended; returns whether this call cancelled it."""
+        run = tx.get_run(run_id)
+        if run is None or run.status in FINAL_STATUSES:
+            return False
+        return self.finish(tx, run, "Cancelled", now, reason=reason)
+
+    # -- invocation outcomes ---------------------------------------------------------------------
+
+    def apply(
+        self,
+        tx: Tx,
+        run: RunRecord,
+        spec: FunctionSpec,
+        item: QueueItem,
+        owner: str,
+        result: CallResult,
+        now: int,
+    ) -> Effects:
+        """Commit what one invocation produced and settle its queue item."""
+        current = tx.get_run(run.run_id)
+        if current is None or current.status in FINAL_STATUSES:
+            tx.ack(item.item_id, owner, item.generation)
+            return Effects()
+        if result.done:
+            return self._apply_done(tx, current, spec, item, owner, result, now)
+        retry: StepError | None = None
+        for op in result.ops:
+            if isinstance(op, StepError):
+                retry = retry or op
+            else:
+                self._apply_op(tx, current, op, now)
+        if retry is not None:
+            return self._retry(tx, current, spec, item, owner, retry.retry_after_ms, now, retry.retriable)
+        tx.set_run_attempt(run.run_id, 0)
+        if any(isinstance(op, StepRun | StepFailed | StepPlanned) for op in result.ops):
+            continue_run(tx, run.run_id, run.function_id, now)
+        tx.ack(item.item_id, owner, item.generation)
+        return Effects(wake=True)
+
+    def _apply_done(
+        self,
+        tx: Tx,
+        run: RunRecord,
+        spec: FunctionSpec,
+        item: QueueItem,
+        owner: str,
+        result: CallResult,
+        now: int,
+    ) -> Effects:
+        if result.error is None:
+            self.finish(tx, run, "Completed", now, output=result.output)
+            return Effects(wake=True, ended="Completed")
+        if result.retriable:
+            return self._retry(tx, run, spec, item, owner, result.retry_after_ms, now, True, result.error)
+        self.finish(tx, run, "Failed", now, error=result.error)
+        return Effects(wake=True, ended="Failed")
+
+    def _retry(
+        self,
+        tx: Tx,
+        run: RunRecord,
+        spec: FunctionSpec,
+        item: QueueItem,
+        owner: str,
+        retry_after_ms: int | None,
+        now: int,
+        retriable: bool,
+        error: dict[str, Any] | None = None,
+    ) -> Effects:
+        attempt = run.attempt + 1
+        if not retriable or attempt >= spec.max_attempts:
+            # A step's last attempt is reported as StepFailed by the SDK; reaching here means the
+            # handler's own code failed for good.
+            self.finish(tx, run, "Failed", now, error=error or {"name": "Error", "message": "failed"})
+            return Effects(wake=True, ended="Failed")
+        delay = retry_after_ms if retry_after_ms is not None else backoff_ms(run.attempt, random=self.rng)
+        delay = min(max(delay, 0), 24 * 3600 * 1000)
+        tx.set_run_attempt(run.run_id, attempt)
+        tx.release(item.item_id, owner, now + delay)
+        return Effects(wake=True)
+
+    def _apply_op(self, tx: Tx, run: RunRecord, op: StepOp, now: int) -> None:
+        if isinstance(op, StepRun):
+            tx.put_memo(run.run_id, op.key, op.step_id, "run", {"data": op.data}, now, op.started_at)
+        elif isinstance(op, StepFailed):
+            tx.put_memo(run.run_id, op.key, op.step_id, "run", {"error": op.error}, now)
+        elif isinstance(op, Sleep):
+            due = op.until_ms if op.until_ms is not None else now + (op.duration_ms or 0)
+            tx.enqueue(_timer("sleep", run, op.key, op.step_id, due))
+        elif isinstance(op, WaitForEvent):
+            self._wait(tx, run, op, now)
+        elif isinstance(op, InvokeFunction):
+            self._invoke(tx, run, op, now)
+
+    def _wait(self, tx: Tx, run: RunRecord, op: WaitForEvent, now: int) -> None:
+        trigger = tx.get_event(run.event_id)
+        wire = trigger.to_wire() if trigger else {}
+        expires = now + op.timeout_ms
+        wait = keyed_wait(run, "step", op.event, op.expression, wire, expires, op.key, op.step_id)
+        if tx.insert_wait(wait):
+            tx.enqueue(_timer("wait_timeout", run, op.key, op.step_id, expires))
+
+    def _invoke(self, tx: Tx, run: RunRecord, op: InvokeFunction, now: int) -> None:
+        if tx.find_child_runs(run.run_id, op.key):
+            return  # already started by an earlier invocation of this step
+        target = self.router.registry.get(op.function_id)
+        if target is None:
+            error = {
+                "name": "FunctionNotFound",
+                "message": f"cannot invoke {op.function_id!r}: no such function is registered",
+            }
+            if tx.put_memo(run.run_id, op.key, op.step_id, "invoke", {"error": error}, now):
+                continue_run(tx, run.run_id, run.function_id, now)
+            return
+        data = dict(op.data)
+        data["_inngest"] = {
+            "source_app_id": run.app_id,
+            "source_fn_id": run.function_id,
+            "correlation_id": f"{run.run_id}.{op.key}",
+            "expire": now + op.timeout_ms,
+            "fn_id": op.function_id,
+        }
+        event = EventRecord(new_id(), INVOKED, data, now, now, dict(op.user), source="invoke")
+        tx.insert_event(event)
+        start_run(tx, target, [event], now, parent=(run.run_id, op.key))
+        tx.enqueue(_timer("invoke_timeout", run, op.key, op.step_id, now + op.timeout_ms))
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def fire_timer(self, tx: Tx, item: QueueItem, owner: str, now: int) -> Effects:
+        """A sleep ended, a wait or an invoke timed out: memoize and continue the run."""
+        key = str(item.payload["step_key"])
+        step_id = str(item.payload.get("step_id") or key)
+        tx.delete_queue_item(item.item_id)
+        run = tx.get_run(item.run_id)
+        if run is None or run.status in FINAL_STATUSES:
+            return Effects()
+        if item.kind == "sleep":
+            written = tx.put_memo(run.run_id, key, step_id, "sleep", None, now)
+        elif item.kind == "wait_timeout":
+            wait = tx.get_wait(run.run_id, key)
+            written = False
+            if wait is not None and tx.delete_wait(wait.wait_id):
+                resume_wait(tx, wait, None, now)
+                return Effects(wake=True)
+        else:
+            written = tx.put_memo(run.run_id, key, step_id, "invoke", {"error": INVOKE_TIMEOUT_ERROR}, now)
+        if written:
+            continue_run(tx, run.run_id, run.function_id, now)
+        return Effects(wake=written)
+
+    # -- endings ---------------------------------------------------------------------------------
+
+    def finish(
+        self,
+        tx: Tx,
+        run: RunRecord,
+        status: RunStatus,
+        now: int,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """End ``run`` once, with its system events, and wake a parent waiting on it."""
+        if not tx.finish_run(run.run_id, status, now, output=output, error=error, cancel_reason=reason):
+            return False
+        tx.delete_queue_items(run.run_id)
+        tx.delete_run_waits(run.run_id)
+        if run.parent_run_id and run.parent_step_key:
+            memo = {"data": output} if status == "Completed" else {"error": error or _cancelled_error(reason)}
+            if tx.put_memo(run.parent_run_id, run.parent_step_key, run.parent_step_key, "invoke", memo, now):
+                parent = tx.get_run(run.parent_run_id)
+                if parent is not None and parent.status not in FINAL_STATUSES:
+                    continue_run(tx, parent.run_id, parent.function_id, now)
+        self._emit_end_events(tx, run, status, now, output, error or (_cancelled_error(reason) if status == "Cancelled" else None))
+        return True
+
+    def _emit_end_events(
+        self, tx: Tx, run: RunRecord, status: RunStatus, now: int, output: Any, error: dict[str, Any] | None
+    ) -> None:
+        trigger = tx.get_event(run.event_id)
+        if trigger is not None and trigger.name.startswith("inngest/function."):
+            return  # runs started by end events emit none, so handlers never trigger themselves
+        events = [e.to_wire() for e in tx.get_events(list(run.event_ids))]
+        data: dict[str, Any] = {
+            "function_id": run.function_id,
+            "run_id": run.run_id,
+            "event": events[0] if events else None,
+            "events": events,
+            "_inngest": {"status": status},
+        }
+        if status == "Completed":
+            data["result"] = output
+        else:
+            data["error"] = error
+        names = [FINISHED] + ({"Failed": [FAILED], "Cancelled": [CANCELLED]}.get(status, []))
+        for name in names:
+            record = EventRecord(new_id(), name, data, now, now, source="system")
+            tx.insert_event(record)
+            self.router.route(tx, record, now)
+
+
+def _cancelled_error(reason: str | None) -> dict[str, Any]:
+    return {"name": "FunctionCancelled", "message": reason or "the run was cancelled"}
+
+
+def _timer(kind: str, run: RunRecord, key: str, step_id: str, due: int) -> QueueItem:
+    return QueueItem(
+        item_id=f"{kind}:{run.run_id}:{key}",
+        kind=kind,  # type: ignore[arg-type]
+        run_id=run.run_id,
+        function_id=run.function_id,
+        available_at=due,
+        payload={"step_key": key, "step_id": step_id},
+    )
+
+
+def new_cron_run(tx: Tx, spec: FunctionSpec, cron_source: str, tick_at: int, now: int) -> RunRecord | None:
+    """Start the run of one cron tick, once across all nodes."""
+    if not tx.claim_cron_tick(spec.function_id, tick_at):
+        return None
+    event = EventRecord(new_id(), SCHEDULED, {"cron": cron_source}, tick_at, now, source="cron")
+    tx.insert_event(event)
+    return start_run(tx, spec, [event], now)
+
+

@@ -1,0 +1,1 @@
+"""The wire: pure values and functions shared by the SDK and the engine, no I/O."""
