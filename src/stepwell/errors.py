@@ -2,8 +2,8 @@
 
 The tree::
 
-    StepwellError                  root; every class carries a wire ``code`` and a ``retriable`` flag
-    ├── ConfigError                bad function, trigger, cron, expression or option (at registration)
+    StepwellError                  root; each class has a wire ``code`` and a ``retriable`` flag
+    ├── ConfigError                bad function, trigger, cron, expression or option
     ├── EventError                 an event that cannot be accepted (name, data, size, type)
     │   └── EventValidationError   event data rejected by its pydantic model
     ├── PayloadTooLarge            a body, event or step output past its configured limit
@@ -13,7 +13,8 @@ The tree::
     ├── StepError                  a step failed for good; raised at the step call site on replay
     ├── InvokeTimeoutError         ``step.invoke`` waited longer than its timeout (a StepError)
     ├── NonDeterminismError        replay met a step order that contradicts the memo
-    └── StoreError                 the store could not do what was asked (closed, locked, corrupt)
+    ├── StoreError                 the store could not do what was asked (closed, locked, corrupt)
+    └── ExpressionError            a CEL expression failed to evaluate (engine.expressions)
 
 Engine control flow (suspending a handler while a run sleeps or waits) derives from
 ``BaseException`` in :mod:`stepwell.sdk.interrupts` so that user ``except Exception`` blocks can

@@ -19,7 +19,9 @@ class Client:
         token: a bearer token for the REST API (production mode).
     """
 
-    def __init__(self, url: str | None = None, event_key: str | None = None, token: str | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, event_key: str | None = None, token: str | None = None
+    ) -> None:
         self.url = (url or os.environ.get("STEPWELL_URL") or "http://127.0.0.1:8288").rstrip("/")
         self.event_key = event_key or os.environ.get("STEPWELL_EVENT_KEY") or "dev"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -43,8 +45,14 @@ class Client:
             event["id"] = event_id
         return list(self._call("POST", f"/e/{self.event_key}", json=[event])["ids"])
 
-    def runs(self, function_id: str | None = None, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        params = {k: v for k, v in {"function_id": function_id, "status": status, "limit": limit}.items() if v}
+    def runs(
+        self, function_id: str | None = None, status: str | None = None, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        params = {
+            k: v
+            for k, v in {"function_id": function_id, "status": status, "limit": limit}.items()
+            if v
+        }
         return list(self._call("GET", "/v1/runs", params=params)["data"])
 
     def run(self, run_id: str) -> dict[str, Any]:

@@ -25,7 +25,11 @@ async def run_dev(app_refs: Sequence[str], *, host: str, port: int, db: str) -> 
         server = uvicorn.Server(config)
         log.info(
             "stepwell dev server on http://%s:%d: %d app(s), %d function(s), state in %s",
-            host, port, len(apps), functions, db,
+            host,
+            port,
+            len(apps),
+            functions,
+            db,
         )
         log.warning("dev mode: no event keys or signing keys; any event key is accepted")
         await server.serve()

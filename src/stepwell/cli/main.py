@@ -25,8 +25,13 @@ def main() -> None:
 @click.argument("app_refs", nargs=-1, metavar="[APP_REF]...")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="STEPWELL_HOST")
 @click.option("--port", default=8288, show_default=True, envvar="STEPWELL_PORT", type=int)
-@click.option("--db", default=".stepwell/dev.db", show_default=True, envvar="STEPWELL_DB",
-              help="SQLite file holding all state.")
+@click.option(
+    "--db",
+    default=".stepwell/dev.db",
+    show_default=True,
+    envvar="STEPWELL_DB",
+    help="SQLite file holding all state.",
+)
 def dev(app_refs: tuple[str, ...], host: str, port: int, db: str) -> None:
     """Run the engine, its HTTP API and APP_REFs in one process.
 
@@ -34,7 +39,9 @@ def dev(app_refs: tuple[str, ...], host: str, port: int, db: str) -> None:
     """
     from stepwell.cli.devserver import run_dev
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         asyncio.run(run_dev(app_refs, host=host, port=port, db=db))
     except StepwellError as exc:
@@ -68,7 +75,11 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--function", "function_id", default=None, help="Composite function id (app-fn).")
-@click.option("--status", default=None, type=click.Choice(["Queued", "Running", "Completed", "Failed", "Cancelled"]))
+@click.option(
+    "--status",
+    default=None,
+    type=click.Choice(["Queued", "Running", "Completed", "Failed", "Cancelled"]),
+)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
 @click.option("--url", default=None, envvar="STEPWELL_URL")
 def runs_list(function_id: str | None, status: str | None, limit: int, url: str | None) -> None:
@@ -79,7 +90,9 @@ def runs_list(function_id: str | None, status: str | None, limit: int, url: str 
         return
     click.echo(f"{'RUN ID':<28}{'STATUS':<11}{'FUNCTION':<36}QUEUED AT")
     for run in rows:
-        click.echo(f"{run['run_id']:<28}{run['status']:<11}{run['function_id']:<36}{_time(run['queued_at'])}")
+        click.echo(
+            f"{run['run_id']:<28}{run['status']:<11}{run['function_id']:<36}{_time(run['queued_at'])}"
+        )
 
 
 @runs.command("show")
@@ -90,7 +103,9 @@ def runs_show(run_id: str, url: str | None) -> None:
     client = Client(url)
     run = _call(lambda: client.run(run_id))
     steps = _call(lambda: client.steps(run_id))
-    click.echo(f"run       {run['run_id']}\nfunction  {run['function_id']}\nstatus    {run['status']}")
+    click.echo(
+        f"run       {run['run_id']}\nfunction  {run['function_id']}\nstatus    {run['status']}"
+    )
     click.echo(f"queued    {_time(run['queued_at'])}\nstarted   {_time(run['run_started_at'])}")
     click.echo(f"ended     {_time(run['ended_at'])}")
     if run["error"]:
@@ -99,7 +114,10 @@ def runs_show(run_id: str, url: str | None) -> None:
         click.echo(f"output    {json.dumps(run['output'])}")
     click.echo("steps:")
     for step in steps:
-        click.echo(f"  {step['seq']:>3}  {step['kind']:<7} {step['step_id']:<30} {json.dumps(step['output'])[:80]}")
+        click.echo(
+            f"  {step['seq']:>3}  {step['kind']:<7} {step['step_id']:<30} "
+            f"{json.dumps(step['output'])[:80]}"
+        )
 
 
 @runs.command("cancel")

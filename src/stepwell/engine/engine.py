@@ -9,10 +9,11 @@ renewed, and an item whose node died is taken over when its lease expires.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -50,6 +51,9 @@ class Engine:
         lease_ms: how long a claimed item stays leased without renewal.
         node_id: this node's lease owner id; default: a new ULID.
         rng: randomness for backoff jitter.
+
+    Attributes:
+        run_listeners: called with ``(run, status)`` after a run invoked on this node ended.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._running = False
+        self.run_listeners: list[Callable[[RunRecord, str], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -151,7 +156,11 @@ class Engine:
             for spec in specs:
                 raw = orjson.dumps(spec.config, option=orjson.OPT_SORT_KEYS)
                 record = tx.upsert_function(
-                    spec.function_id, app_id, dict(spec.config), hashlib.sha256(raw).hexdigest(), now
+                    spec.function_id,
+                    app_id,
+                    dict(spec.config),
+                    hashlib.sha256(raw).hexdigest(),
+                    now,
                 )
                 versions.append(record.version)
             return versions
@@ -211,14 +220,14 @@ class Engine:
         if free <= 0:
             return 0
         owner, lease = self.node_id, self.lease_ms
-        items = await self.store.run(lambda tx: tx.claim(now, owner, now + lease, free))
+        items = await self.store.run(lambda tx: tx.claim(now, owner, lease, free))
         for item in items:
             task = asyncio.create_task(self._process(item))
             self._inflight[item.item_id] = (item, task)
-            task.add_done_callback(lambda _t, k=item.item_id: self._done(k))
+            task.add_done_callback(functools.partial(self._done, item.item_id))
         return len(items)
 
-    def _done(self, item_id: str) -> None:
+    def _done(self, item_id: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(item_id, None)
         self._wake.set()
 
@@ -230,7 +239,7 @@ class Engine:
                 self._cron_next.pop((function_id, index), None)
                 continue
             cron: CronSpec = spec.crons[index]
-            await self.store.run(lambda tx, s=spec, c=cron, t=tick_at: new_cron_run(tx, s, c.source, t, now))
+            await self.store.run(functools.partial(_cron_unit, spec, cron.source, tick_at, now))
             self._cron_next[(function_id, index)] = cron.next_after(max(tick_at, now))
 
     async def _dispatch_loop(self) -> None:
@@ -260,13 +269,18 @@ class Engine:
     async def _lease_loop(self) -> None:
         while self._running:
             await asyncio.sleep(self.lease_ms / 3000)
-            ids = list(self._inflight)
-            if ids:
-                owner, until = self.node_id, self.clock.now_ms() + self.lease_ms
-                try:
-                    await self.store.run(lambda tx: tx.renew_leases(owner, ids, until))
-                except Exception:
-                    log.exception("lease renewal failed")
+            try:
+                await self.renew_leases()
+            except Exception:
+                log.exception("lease renewal failed")
+
+    async def renew_leases(self) -> int:
+        """Extend the leases of every item in flight on this node; returns how many."""
+        ids = list(self._inflight)
+        if not ids:
+            return 0
+        owner, until = self.node_id, self.clock.now_ms() + self.lease_ms
+        return await self.store.run(lambda tx: tx.renew_leases(owner, ids, until))
 
     async def _process(self, item: QueueItem) -> None:
         owner = self.node_id
@@ -296,12 +310,16 @@ class Engine:
         spec = self.registry.get(run.function_id)
         driver = self.drivers.get(spec.app_id) if spec is not None else None
         if spec is None or driver is None:
-            log.warning("run %s: function %s is not loaded; retrying later", run.run_id, run.function_id)
+            log.warning(
+                "run %s: function %s is not loaded; retrying later", run.run_id, run.function_id
+            )
             later = self.clock.now_ms() + UNAVAILABLE_DELAY_MS
             await self.store.run(lambda tx: tx.release(item.item_id, owner, later))
             return Effects()
         now = self.clock.now_ms()
-        checkpointer = RunCheckpointer(self.store, self.router, self.clock, run.run_id, self._wake.set)
+        checkpointer = RunCheckpointer(
+            self.store, self.router, self.clock, run.run_id, self._wake.set
+        )
         if run.status == "Queued":
             attempt = run.attempt
             checkpointer.defer(lambda tx: tx.mark_run_started(run.run_id, attempt, now))
@@ -328,9 +346,13 @@ class Engine:
             return Effects()
         await checkpointer.flush()
         done_at = self.clock.now_ms()
-        return await self.store.run(
+        effects = await self.store.run(
             lambda tx: self.transitions.apply(tx, run, spec, item, owner, result, done_at)
         )
+        if effects.ended is not None:
+            for listener in self.run_listeners:
+                listener(run, effects.ended)
+        return effects
 
     # -- tests and tools -------------------------------------------------------------------------
 
@@ -339,7 +361,9 @@ class Engine:
         for _ in range(max_iterations):
             claimed = await self.tick()
             if self._inflight:
-                await asyncio.wait([t for _, t in self._inflight.values()], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    [t for _, t in self._inflight.values()], return_when=asyncio.FIRST_COMPLETED
+                )
                 continue
             if claimed == 0:
                 return
@@ -351,6 +375,10 @@ class Engine:
         if run is None:
             raise NotFound(f"run {run_id!r} not found")
         return run
+
+
+def _cron_unit(spec: FunctionSpec, source: str, tick_at: int, now: int, tx: Tx) -> object:
+    return new_cron_run(tx, spec, source, tick_at, now)
 
 
 def _load_run(tx: Tx, run_id: str) -> tuple[RunRecord | None, list[Any], list[dict[str, Any]]]:
@@ -374,4 +402,3 @@ def _with_version(spec: FunctionSpec, version: int) -> FunctionSpec:
     from dataclasses import replace
 
     return replace(spec, version=version)
-

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from stepwell.engine.expressions import compile_expression, lookup_path, MISSING
+from stepwell.engine.expressions import MISSING, compile_expression, lookup_path
 from stepwell.engine.registry import FunctionSpec, Registry
 from stepwell.errors import EventError, PayloadTooLarge
 from stepwell.ids import new_id
@@ -68,13 +68,17 @@ def _validate_one(index: int, item: Any, now: int, source: str) -> IncomingEvent
     if ts is None or ts == 0:
         ts = now
     elif isinstance(ts, bool) or not isinstance(ts, int | float) or not MIN_TS <= ts <= MAX_TS:
-        raise EventError(f"{where} ({name}): field 'ts' must be epoch milliseconds between 1980 and 2100")
+        raise EventError(
+            f"{where} ({name}): field 'ts' must be epoch milliseconds between 1980 and 2100"
+        )
     dedupe = item.get("id")
     if dedupe is not None and (not isinstance(dedupe, str) or not dedupe):
         raise EventError(f"{where} ({name}): field 'id' must be a non-empty string")
     size = len(orjson.dumps(data)) + len(orjson.dumps(user))
     if size > MAX_EVENT_BYTES:
-        raise PayloadTooLarge(f"{where} ({name}): {size} bytes, over the limit of {MAX_EVENT_BYTES}")
+        raise PayloadTooLarge(
+            f"{where} ({name}): {size} bytes, over the limit of {MAX_EVENT_BYTES}"
+        )
     record = EventRecord(
         event_id=new_id(),
         name=name,
@@ -97,7 +101,7 @@ class Router:
         self.cancel: Callable[[Tx, str, int, str], bool] = _no_cancel
 
     def ingest(self, tx: Tx, events: Sequence[IncomingEvent], now: int) -> list[str]:
-        """Store and route ``events``; returns their ids (a duplicate returns the first one's id)."""
+        """Store and route ``events``; return their ids (a duplicate gets the first one's id)."""
         ids = []
         for incoming in events:
             record = incoming.record
@@ -126,11 +130,15 @@ class Router:
             if not tx.delete_wait(wait.wait_id):
                 continue
             if wait.kind == "cancel":
-                self.cancel(tx, wait.run_id, now, f"cancelled by event {event.name} ({event.event_id})")
+                self.cancel(
+                    tx, wait.run_id, now, f"cancelled by event {event.name} ({event.event_id})"
+                )
             else:
                 resume_wait(tx, wait, wire, now)
 
-    def _matching_waits(self, tx: Tx, event: EventRecord, wire: dict[str, Any], now: int) -> list[WaitRecord]:
+    def _matching_waits(
+        self, tx: Tx, event: EventRecord, wire: dict[str, Any], now: int
+    ) -> list[WaitRecord]:
         found: list[WaitRecord] = []
         for path in tx.keyed_wait_paths(event.name):
             value = lookup_path(wire, path)
@@ -197,7 +205,18 @@ def start_run(
     wire = first.to_wire()
     for cancel in spec.cancels:
         expires = start_at + (cancel.timeout_ms if cancel.timeout_ms is not None else FOREVER_MS)
-        tx.insert_wait(keyed_wait(run, "cancel", cancel.event, cancel.expression.source if cancel.expression else None, wire, expires, None, None))
+        tx.insert_wait(
+            keyed_wait(
+                run,
+                "cancel",
+                cancel.event,
+                cancel.expression.source if cancel.expression else None,
+                wire,
+                expires,
+                None,
+                None,
+            )
+        )
     return run
 
 

@@ -59,7 +59,7 @@ class _FunctionIn(_Loose):
 
 @dataclass(frozen=True, slots=True)
 class EventTrigger:
-    """Start a run for events named ``event`` (``prefix`` set for wildcards) passing ``expression``."""
+    """Start runs for events named ``event`` (``prefix`` for wildcards) passing ``expression``."""
 
     event: str
     expression: Expression | None = None
@@ -117,7 +117,7 @@ def parse_function(app_id: str, raw: Mapping[str, Any], *, version: int = 0) -> 
     retries = step.retries.attempts
     if not 0 <= retries <= MAX_RETRIES:
         raise ConfigError(
-            f"function {fid!r}: field 'steps.step.retries.attempts': must be 0–{MAX_RETRIES}, "
+            f"function {fid!r}: field 'steps.step.retries.attempts': must be 0 to {MAX_RETRIES}, "
             f"not {retries}"
         )
     url = step.runtime.get("url") if step.runtime.get("type") == "http" else None

@@ -96,7 +96,9 @@ class Transitions:
             else:
                 self._apply_op(tx, current, op, now)
         if retry is not None:
-            return self._retry(tx, current, spec, item, owner, retry.retry_after_ms, now, retry.retriable)
+            return self._retry(
+                tx, current, spec, item, owner, retry.retry_after_ms, now, retry.retriable
+            )
         tx.set_run_attempt(run.run_id, 0)
         if any(isinstance(op, StepRun | StepFailed | StepPlanned) for op in result.ops):
             continue_run(tx, run.run_id, run.function_id, now)
@@ -117,7 +119,9 @@ class Transitions:
             self.finish(tx, run, "Completed", now, output=result.output)
             return Effects(wake=True, ended="Completed")
         if result.retriable:
-            return self._retry(tx, run, spec, item, owner, result.retry_after_ms, now, True, result.error)
+            return self._retry(
+                tx, run, spec, item, owner, result.retry_after_ms, now, True, result.error
+            )
         self.finish(tx, run, "Failed", now, error=result.error)
         return Effects(wake=True, ended="Failed")
 
@@ -137,9 +141,15 @@ class Transitions:
         if not retriable or attempt >= spec.max_attempts:
             # A step's last attempt is reported as StepFailed by the SDK; reaching here means the
             # handler's own code failed for good.
-            self.finish(tx, run, "Failed", now, error=error or {"name": "Error", "message": "failed"})
+            self.finish(
+                tx, run, "Failed", now, error=error or {"name": "Error", "message": "failed"}
+            )
             return Effects(wake=True, ended="Failed")
-        delay = retry_after_ms if retry_after_ms is not None else backoff_ms(run.attempt, random=self.rng)
+        delay = (
+            retry_after_ms
+            if retry_after_ms is not None
+            else backoff_ms(run.attempt, random=self.rng)
+        )
         delay = min(max(delay, 0), 24 * 3600 * 1000)
         tx.set_run_attempt(run.run_id, attempt)
         tx.release(item.item_id, owner, now + delay)
@@ -147,7 +157,9 @@ class Transitions:
 
     def _apply_op(self, tx: Tx, run: RunRecord, op: StepOp, now: int) -> None:
         if isinstance(op, StepRun):
-            tx.put_memo(run.run_id, op.key, op.step_id, "run", {"data": op.data}, now, op.started_at)
+            tx.put_memo(
+                run.run_id, op.key, op.step_id, "run", {"data": op.data}, now, op.started_at
+            )
         elif isinstance(op, StepFailed):
             tx.put_memo(run.run_id, op.key, op.step_id, "run", {"error": op.error}, now)
         elif isinstance(op, Sleep):
@@ -210,7 +222,9 @@ class Transitions:
                 resume_wait(tx, wait, None, now)
                 return Effects(wake=True)
         else:
-            written = tx.put_memo(run.run_id, key, step_id, "invoke", {"error": INVOKE_TIMEOUT_ERROR}, now)
+            written = tx.put_memo(
+                run.run_id, key, step_id, "invoke", {"error": INVOKE_TIMEOUT_ERROR}, now
+            )
         if written:
             continue_run(tx, run.run_id, run.function_id, now)
         return Effects(wake=written)
@@ -229,21 +243,42 @@ class Transitions:
         reason: str | None = None,
     ) -> bool:
         """End ``run`` once, with its system events, and wake a parent waiting on it."""
-        if not tx.finish_run(run.run_id, status, now, output=output, error=error, cancel_reason=reason):
+        if not tx.finish_run(
+            run.run_id, status, now, output=output, error=error, cancel_reason=reason
+        ):
             return False
         tx.delete_queue_items(run.run_id)
         tx.delete_run_waits(run.run_id)
         if run.parent_run_id and run.parent_step_key:
-            memo = {"data": output} if status == "Completed" else {"error": error or _cancelled_error(reason)}
-            if tx.put_memo(run.parent_run_id, run.parent_step_key, run.parent_step_key, "invoke", memo, now):
+            memo = (
+                {"data": output}
+                if status == "Completed"
+                else {"error": error or _cancelled_error(reason)}
+            )
+            if tx.put_memo(
+                run.parent_run_id, run.parent_step_key, run.parent_step_key, "invoke", memo, now
+            ):
                 parent = tx.get_run(run.parent_run_id)
                 if parent is not None and parent.status not in FINAL_STATUSES:
                     continue_run(tx, parent.run_id, parent.function_id, now)
-        self._emit_end_events(tx, run, status, now, output, error or (_cancelled_error(reason) if status == "Cancelled" else None))
+        self._emit_end_events(
+            tx,
+            run,
+            status,
+            now,
+            output,
+            error or (_cancelled_error(reason) if status == "Cancelled" else None),
+        )
         return True
 
     def _emit_end_events(
-        self, tx: Tx, run: RunRecord, status: RunStatus, now: int, output: Any, error: dict[str, Any] | None
+        self,
+        tx: Tx,
+        run: RunRecord,
+        status: RunStatus,
+        now: int,
+        output: Any,
+        error: dict[str, Any] | None,
     ) -> None:
         trigger = tx.get_event(run.event_id)
         if trigger is not None and trigger.name.startswith("inngest/function."):
@@ -260,7 +295,7 @@ class Transitions:
             data["result"] = output
         else:
             data["error"] = error
-        names = [FINISHED] + ({"Failed": [FAILED], "Cancelled": [CANCELLED]}.get(status, []))
+        names = [FINISHED, *{"Failed": [FAILED], "Cancelled": [CANCELLED]}.get(status, [])]
         for name in names:
             record = EventRecord(new_id(), name, data, now, now, source="system")
             tx.insert_event(record)
@@ -282,12 +317,12 @@ def _timer(kind: str, run: RunRecord, key: str, step_id: str, due: int) -> Queue
     )
 
 
-def new_cron_run(tx: Tx, spec: FunctionSpec, cron_source: str, tick_at: int, now: int) -> RunRecord | None:
+def new_cron_run(
+    tx: Tx, spec: FunctionSpec, cron_source: str, tick_at: int, now: int
+) -> RunRecord | None:
     """Start the run of one cron tick, once across all nodes."""
     if not tx.claim_cron_tick(spec.function_id, tick_at):
         return None
     event = EventRecord(new_id(), SCHEDULED, {"cron": cron_source}, tick_at, now, source="cron")
     tx.insert_event(event)
     return start_run(tx, spec, [event], now)
-
-

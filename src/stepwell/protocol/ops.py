@@ -116,7 +116,7 @@ class CallRequest:
         events: every trigger event (a batch), ``[event]`` otherwise.
         memo: step key → memo value (PROTOCOL.md §1.7).
         stack: memo keys in completion order.
-        memo_kinds: step key → kind (``run``, ``sleep``, ...) when known, for non-determinism checks.
+        memo_kinds: step key → kind (``run``, ``sleep``, ...), for non-determinism checks.
         memo_ids: step key → the step id the author wrote, when known, for error messages.
         target_step: run only this step key (parallel plans over HTTP), else None.
         disable_immediate_execution: report new steps as plans instead of running them.

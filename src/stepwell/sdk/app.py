@@ -74,7 +74,9 @@ class App:
                 ``ctx.event`` is ``inngest/function.failed`` with the error in ``data.error``.
             cancel_on: events that cancel a run (:class:`CancelOn`).
         """
-        options = build_options(id, name=name, trigger=trigger, retries=retries, cancel_on=cancel_on)
+        options = build_options(
+            id, name=name, trigger=trigger, retries=retries, cancel_on=cancel_on
+        )
 
         def decorate(handler: HandlerFn) -> Function:
             fn = Function(self, id, handler, options)
@@ -113,7 +115,9 @@ class App:
 
     # -- sending events --------------------------------------------------------------------------
 
-    def attach(self, sender: EventSender | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def attach(
+        self, sender: EventSender | None, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         """Route this app's sends to an embedded engine (``None`` detaches)."""
         self._engine_sender = sender
         self._engine_loop = loop

@@ -31,7 +31,9 @@ class HttpEventSender:
         timeout: seconds per request.
     """
 
-    def __init__(self, url: str | None = None, event_key: str | None = None, timeout: float = 10) -> None:
+    def __init__(
+        self, url: str | None = None, event_key: str | None = None, timeout: float = 10
+    ) -> None:
         self.url = (url or os.environ.get("STEPWELL_URL") or DEFAULT_URL).rstrip("/")
         self.event_key = event_key or os.environ.get("STEPWELL_EVENT_KEY") or "dev"
         self.timeout = timeout
@@ -64,8 +66,9 @@ def _ids(response: httpx.Response) -> list[str]:
     return [str(i) for i in body["ids"]]
 
 
-def send_blocking(sender: EventSender, loop: asyncio.AbstractEventLoop | None,
-                  events: Sequence[Mapping[str, Any]]) -> list[str]:
+def send_blocking(
+    sender: EventSender, loop: asyncio.AbstractEventLoop | None, events: Sequence[Mapping[str, Any]]
+) -> list[str]:
     """Send from synchronous code, whichever thread it runs on."""
     if isinstance(sender, HttpEventSender):
         return sender.send_wire_sync(events)
@@ -76,5 +79,7 @@ def send_blocking(sender: EventSender, loop: asyncio.AbstractEventLoop | None,
     except RuntimeError:
         running = None
     if running is loop:
-        raise StepwellError("send_sync called on the engine's event loop: use `await app.send(...)`")
+        raise StepwellError(
+            "send_sync called on the engine's event loop: use `await app.send(...)`"
+        )
     return asyncio.run_coroutine_threadsafe(sender.send_wire(events), loop).result()

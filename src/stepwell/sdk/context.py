@@ -18,7 +18,7 @@ class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
         super().__init__(logger, {"run_id": run_id})
         self._execution = execution
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's own name
+    def isEnabledFor(self, level: int) -> bool:
         return not self._execution.replaying and self.logger.isEnabledFor(level)
 
 

@@ -108,7 +108,9 @@ def validate_event_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise EventError("event name must be a non-empty string")
     if len(name) > MAX_EVENT_NAME:
-        raise EventError(f"event name is {len(name)} characters, over the limit of {MAX_EVENT_NAME}")
+        raise EventError(
+            f"event name is {len(name)} characters, over the limit of {MAX_EVENT_NAME}"
+        )
     return name
 
 

@@ -215,6 +215,7 @@ class Execution:
         assert self.checkpointer is not None
         if isinstance(op, StepErrorOp):
             await self.park(op)
+            raise _Abort()  # pragma: no cover - park never returns
         self.attempt = 0
         await self.checkpointer.step_completed(op)
         if isinstance(op, StepRun):
@@ -267,8 +268,7 @@ async def execute(
 ) -> CallResult:
     """Invoke a handler once against the request's memo and report the outcome."""
     ex = Execution(request, checkpointer)
-    context = contextvars.copy_context()
-    task: asyncio.Future[Any] = asyncio.ensure_future(run_handler(ex), **_ctx(context))
+    task: asyncio.Future[Any] = asyncio.ensure_future(run_handler(ex))
     stopped = asyncio.ensure_future(ex.stopped.wait())
     try:
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -283,10 +283,6 @@ async def execute(
         return CallResult(done=True, error=serialize_error(ex.fatal), retriable=False)
     await ex.finish_found()
     return CallResult(done=False, ops=tuple(ex.ops))
-
-
-def _ctx(context: contextvars.Context) -> dict[str, Any]:
-    return {"context": context}
 
 
 def _handler_outcome(ex: Execution, task: asyncio.Future[Any]) -> CallResult:

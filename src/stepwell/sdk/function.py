@@ -50,7 +50,9 @@ class FunctionOptions:
 class Function:
     """A registered handler. Call :meth:`__call__` with a :class:`CallRequest` to invoke it."""
 
-    def __init__(self, app: App, function_id: str, handler: HandlerFn, options: FunctionOptions) -> None:
+    def __init__(
+        self, app: App, function_id: str, handler: HandlerFn, options: FunctionOptions
+    ) -> None:
         if not inspect.iscoroutinefunction(handler):
             raise ConfigError(
                 f"function {function_id!r}: the handler must be `async def`; "
@@ -144,12 +146,16 @@ def build_options(
             f"function {function_id!r}: retries must be an integer from 0 to {MAX_RETRIES}, "
             f"not {retries!r}"
         )
-    cancels = () if cancel_on is None else (
-        (cancel_on,) if isinstance(cancel_on, CancelOn) else tuple(cancel_on)
+    cancels = (
+        ()
+        if cancel_on is None
+        else ((cancel_on,) if isinstance(cancel_on, CancelOn) else tuple(cancel_on))
     )
     for c in cancels:
         if not isinstance(c, CancelOn):
-            raise ConfigError(f"function {function_id!r}: cancel_on takes stepwell.CancelOn objects")
+            raise ConfigError(
+                f"function {function_id!r}: cancel_on takes stepwell.CancelOn objects"
+            )
         c.to_config()  # validates match / if_exp / timeout now
     return FunctionOptions(
         name=name or function_id,

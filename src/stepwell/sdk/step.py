@@ -34,7 +34,9 @@ class Step:
         self._app_id = app_id
         self._sender = sender
 
-    async def run(self, step_id: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def run(
+        self, step_id: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any
+    ) -> T:
         """Run ``fn(*args, **kwargs)`` once and record its JSON result.
 
         Retried on error (the function's ``retries``); a plain function runs in a worker thread.
@@ -104,7 +106,9 @@ class Step:
         await self._ex.park(WaitForEvent(key, unique, event, timeout_ms, expression))
         return None  # pragma: no cover
 
-    async def send_event(self, step_id: str, events: EventsLike | Sequence[EventsLike]) -> list[str]:
+    async def send_event(
+        self, step_id: str, events: EventsLike | Sequence[EventsLike]
+    ) -> list[str]:
         """Send one or many events durably, exactly once per run; returns their ids."""
         _check_id(step_id)
         batch = [coerce_event(e).to_wire() for e in _as_list(events)]

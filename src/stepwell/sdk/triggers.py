@@ -68,7 +68,9 @@ class CancelOn:
         if expression:
             config["if"] = expression
         if self.timeout is not None:
-            config["timeout"] = format_duration(parse_duration(self.timeout, field="cancel_on.timeout"))
+            config["timeout"] = format_duration(
+                parse_duration(self.timeout, field="cancel_on.timeout")
+            )
         return config
 
 
@@ -101,6 +103,8 @@ def condition_expression(match: str | None, if_exp: str | None, *, what: str) ->
     if match:
         path = match.removeprefix("event.").removeprefix("async.")
         if not all(part.isidentifier() for part in path.split(".")):
-            raise ConfigError(f"{what}: match must be a dotted path like 'data.order_id', not {match!r}")
+            raise ConfigError(
+                f"{what}: match must be a dotted path like 'data.order_id', not {match!r}"
+            )
         return f"event.{path} == async.{path}"
     return if_exp or None

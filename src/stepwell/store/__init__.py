@@ -12,13 +12,16 @@ def open_store(url: str) -> Store:
     """
     from stepwell.store.sqlite import SqliteStore
 
+    store: Store
     if url.startswith("sqlite://"):
         # sqlite:///rel.db is relative, sqlite:////abs.db absolute (SQLAlchemy's convention)
         path = url.removeprefix("sqlite://").removeprefix("/")
-        return SqliteStore(path or ":memory:")
+        store = SqliteStore(path or ":memory:")
+        return store
     if "://" in url:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path/to/file.db")
-    return SqliteStore(url)
+    store = SqliteStore(url)
+    return store
 
 
 __all__ = ["Store", "Tx", "open_store"]

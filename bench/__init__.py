@@ -1,0 +1,1 @@
+"""stepwell benchmarks: `python -m bench` (see docs/benchmarks.md)."""

@@ -1,0 +1,28 @@
+"""Shared fixtures: real SQLite files under tmp_path, fake time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+import stepwell
+from stepwell.testing import Harness
+
+HarnessFactory = Callable[..., AbstractAsyncContextManager[Harness]]
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> HarnessFactory:
+    """``async with harness(app) as h:`` — an embedded engine on a fresh SQLite file."""
+
+    @asynccontextmanager
+    async def make(
+        *apps: stepwell.App, db: str | None = None, start_ms: int | None = None
+    ) -> AsyncIterator[Harness]:
+        async with Harness(apps, db=db or tmp_path / "stepwell.db", start_ms=start_ms) as h:
+            yield h
+
+    return make
