@@ -251,3 +251,20 @@ async def test_unserialisable_step_output_fails_without_retries(harness, value) 
         assert run.status == "Failed"
         assert "not JSON serialisable" in run.error["message"]
         assert calls["n"] == 1
+
+
+async def test_invoking_an_unknown_function_raises_step_error(harness) -> None:
+    app = stepwell.App("t")
+
+    @app.function("caller", trigger="t/go")
+    async def caller(ctx: stepwell.Context) -> str:
+        try:
+            await ctx.step.invoke("call", "does-not-exist")
+        except StepError as exc:
+            return exc.name
+        return "unreachable"
+
+    async with harness(app) as h:
+        [event_id] = await h.send("t/go")
+        await h.settle()
+        assert (await h.run_for(event_id)).output == "FunctionNotFound"

@@ -137,6 +137,5 @@ class App:
 
 
 def _wire(events: EventsLike | Sequence[EventsLike]) -> list[dict[str, Any]]:
-    if isinstance(events, Event | EventModel | Mapping):
-        events = [events]
-    return [coerce_event(e).to_wire() for e in events]
+    batch = list(events) if isinstance(events, list | tuple) else [events]
+    return [coerce_event(e).to_wire() for e in batch]

@@ -122,5 +122,7 @@ def coerce_event(value: Event | EventModel | Mapping[str, Any]) -> Event:
     if isinstance(value, EventModel):
         return value.to_event()
     if isinstance(value, Mapping):
-        return Event.from_wire(value)
+        event = Event.from_wire(value)
+        validate_event_name(event.name)
+        return event
     raise EventError(f"cannot send {type(value).__name__}: pass stepwell.Event or an EventModel")

@@ -178,9 +178,9 @@ def _qualify(app_id: str, function_id: str) -> str:
 
 
 def _as_list(events: EventsLike | Sequence[EventsLike]) -> list[EventsLike]:
-    if isinstance(events, Event | EventModel | Mapping):
-        return [events]
-    return list(events)
+    if isinstance(events, list | tuple):
+        return list(events)
+    return [events]  # type: ignore[list-item]
 
 
 def _check_id(step_id: object) -> None:

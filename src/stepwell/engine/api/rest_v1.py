@@ -98,11 +98,22 @@ async def run_steps(request: Request) -> Response:
     except StepwellError as exc:
         return from_exception(exc)
     memo = await engine.store.read(lambda tx: tx.get_memo(run_id))
-    return JSON({"data": [
-        {"step_key": m.step_key, "step_id": m.step_id, "kind": m.kind, "output": m.value,
-         "seq": m.seq, "started_at": m.started_at, "ended_at": m.created_at}
-        for m in memo
-    ]})
+    return JSON(
+        {
+            "data": [
+                {
+                    "step_key": m.step_key,
+                    "step_id": m.step_id,
+                    "kind": m.kind,
+                    "output": m.value,
+                    "seq": m.seq,
+                    "started_at": m.started_at,
+                    "ended_at": m.created_at,
+                }
+                for m in memo
+            ]
+        }
+    )
 
 
 async def cancel_run(request: Request) -> Response:

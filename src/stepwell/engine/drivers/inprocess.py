@@ -21,5 +21,7 @@ class InProcessDriver:
     ) -> CallResult:
         handler = self.handlers.get(spec.function_id)
         if handler is None:
-            raise FunctionUnavailable(f"function {spec.function_id!r} is not loaded in this process")
+            raise FunctionUnavailable(
+                f"function {spec.function_id!r} is not loaded in this process"
+            )
         return await handler(request, checkpointer)
