@@ -44,7 +44,9 @@ async def _value(i: int) -> int:
     return i
 
 
-async def w1_per_step(app: stepwell.App, done: dict[str, asyncio.Future[None]], runs: int) -> dict[str, float]:
+async def w1_per_step(
+    app: stepwell.App, done: dict[str, asyncio.Future[None]], runs: int
+) -> dict[str, float]:
     samples = []
     loop = asyncio.get_running_loop()
     for _ in range(runs):
@@ -56,14 +58,21 @@ async def w1_per_step(app: stepwell.App, done: dict[str, asyncio.Future[None]], 
     return {"ms_per_step_median": statistics.median(samples), "samples": len(samples)}
 
 
-async def w2_throughput(app: stepwell.App, done: dict[str, asyncio.Future[None]], runs: int) -> dict[str, float]:
+async def w2_throughput(
+    app: stepwell.App, done: dict[str, asyncio.Future[None]], runs: int
+) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     ids = await app.send([stepwell.Event("bench/w2", {"n": n}) for n in range(runs)])
     futures = [done.setdefault(i, loop.create_future()) for i in ids]
     await asyncio.gather(*futures)
     elapsed = time.perf_counter() - start
-    return {"runs_per_s": runs / elapsed, "steps_per_s": 3 * runs / elapsed, "runs": runs, "seconds": elapsed}
+    return {
+        "runs_per_s": runs / elapsed,
+        "steps_per_s": 3 * runs / elapsed,
+        "runs": runs,
+        "seconds": elapsed,
+    }
 
 
 async def main(full: bool) -> None:
@@ -82,8 +91,12 @@ async def main(full: bool) -> None:
             w1 = await w1_per_step(app, done, 20)
             w2 = await w2_throughput(app, done, 1000 if full else 300)
     print("stepwell embedded (SQLite, WAL, synchronous=FULL)")
-    print(f"  W1 per-step overhead: {w1['ms_per_step_median']:.3f} ms/step (median of {w1['samples']} runs of 10 steps)")
-    print(f"  W2 throughput: {w2['runs_per_s']:.0f} runs/s, {w2['steps_per_s']:.0f} steps/s ({w2['runs']} runs of 3 steps in {w2['seconds']:.2f} s)")
+    print(
+        f"  W1 per-step overhead: {w1['ms_per_step_median']:.3f} ms/step (median of {w1['samples']} runs of 10 steps)"
+    )
+    print(
+        f"  W2 throughput: {w2['runs_per_s']:.0f} runs/s, {w2['steps_per_s']:.0f} steps/s ({w2['runs']} runs of 3 steps in {w2['seconds']:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

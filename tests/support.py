@@ -27,7 +27,10 @@ async def serve(apps: list[stepwell.App], db: Path, **kwargs: object) -> AsyncIt
     async with Embedded(apps, db=str(db)) as embedded:
         config = uvicorn.Config(
             build_app(embedded.engine, **kwargs),  # type: ignore[arg-type]
-            host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())

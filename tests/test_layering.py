@@ -13,8 +13,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "stepwell"
 RULES = {
     "protocol": {"stepwell.protocol", "stepwell.errors"},
     "sdk": {"stepwell.sdk", "stepwell.protocol", "stepwell.errors"},
-    "engine": {"stepwell.engine", "stepwell.protocol", "stepwell.store", "stepwell.errors",
-               "stepwell.clock", "stepwell.ids"},
+    "engine": {
+        "stepwell.engine",
+        "stepwell.protocol",
+        "stepwell.store",
+        "stepwell.errors",
+        "stepwell.clock",
+        "stepwell.ids",
+    },
     "store": {"stepwell.store", "stepwell.errors"},
 }
 

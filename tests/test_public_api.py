@@ -37,7 +37,11 @@ def test_public_names_are_pinned_and_sorted() -> None:
 
 
 def test_every_error_has_a_code_and_a_retriable_flag() -> None:
-    errors = [getattr(stepwell, n) for n in EXPECTED if n.endswith("Error") or n in {"NotFound", "PayloadTooLarge"}]
+    errors = [
+        getattr(stepwell, n)
+        for n in EXPECTED
+        if n.endswith("Error") or n in {"NotFound", "PayloadTooLarge"}
+    ]
     for cls in errors:
         assert issubclass(cls, stepwell.StepwellError)
         assert isinstance(cls.code, str) and cls.code

@@ -62,7 +62,9 @@ async def test_an_array_of_events_gets_ids_in_order(server) -> None:
     async with server(app) as url, httpx.AsyncClient(base_url=url) as client:
         events = [{"name": "api/none", "data": {"n": n}} for n in range(3)]
         body = (await client.post("/e/k", json=events)).json()
-        stored = [(await client.get(f"/v1/events/{i}")).json()["data"]["data"]["n"] for i in body["ids"]]
+        stored = [
+            (await client.get(f"/v1/events/{i}")).json()["data"]["data"]["n"] for i in body["ids"]
+        ]
         assert stored == [0, 1, 2]
 
 

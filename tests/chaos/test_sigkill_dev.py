@@ -19,7 +19,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 APP = textwrap.dedent(
-    '''
+    """
     import os, time
     import stepwell
 
@@ -57,7 +57,7 @@ APP = textwrap.dedent(
             await ctx.step.run(f"s{i}", slow)
             total += i
         return total
-    '''
+    """
 )
 
 
@@ -70,9 +70,20 @@ def _free_port() -> int:
 def _start(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CHAOS_LOG": str(tmp / "steps.log")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stepwell.cli.main", "dev", str(tmp / "chaos_app.py"),
-         "--port", str(port), "--db", str(tmp / "dev.db")],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "dev.log", "ab"),  # noqa: SIM115
+        [
+            sys.executable,
+            "-m",
+            "stepwell.cli.main",
+            "dev",
+            str(tmp / "chaos_app.py"),
+            "--port",
+            str(port),
+            "--db",
+            str(tmp / "dev.db"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "dev.log", "ab"),  # noqa: SIM115
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -87,7 +98,9 @@ def _start(tmp: Path, port: int) -> subprocess.Popen[bytes]:
 
 def _memo_keys(db: Path) -> set[tuple[str, str]]:
     with sqlite3.connect(db) as conn:
-        return {(r, s) for r, s in conn.execute("SELECT run_id, step_id FROM memo WHERE kind = 'run'")}
+        return {
+            (r, s) for r, s in conn.execute("SELECT run_id, step_id FROM memo WHERE kind = 'run'")
+        }
 
 
 def test_sigkill_mid_flight_loses_no_event_run_or_step(tmp_path: Path) -> None:
@@ -99,7 +112,9 @@ def test_sigkill_mid_flight_loses_no_event_run_or_step(tmp_path: Path) -> None:
     try:
         for n in range(10):
             for name, data in (("chaos/sleep", {}), ("chaos/wait", {"k": n}), ("chaos/work", {})):
-                [event_id] = httpx.post(f"{url}/e/k", json={"name": name, "data": data}).json()["ids"]
+                [event_id] = httpx.post(f"{url}/e/k", json={"name": name, "data": data}).json()[
+                    "ids"
+                ]
                 sent[event_id] = name
         time.sleep(0.4)  # mid-flight: workers executing, sleepers sleeping, waiters waiting
     finally:
@@ -125,12 +140,23 @@ def test_sigkill_mid_flight_loses_no_event_run_or_step(tmp_path: Path) -> None:
             assert isinstance(run["output"], int), run
         else:
             assert run["output"] == expected[name], run
-    executions = Counter(tuple(line.split()) for line in (tmp_path / "steps.log").read_text().splitlines())
+    executions = Counter(
+        tuple(line.split()) for line in (tmp_path / "steps.log").read_text().splitlines()
+    )
     for key in recorded_before_kill:
-        assert executions[key] == 1, f"step {key} was recorded before the kill but ran {executions[key]} times"
-    every_step = {(run["run_id"], s) for rs in runs.values() for run in rs
-                  for s in {"chaos/sleep": ["a", "b"], "chaos/wait": ["before"],
-                            "chaos/work": [f"s{i}" for i in range(6)]}[sent[run["event_id"]]]}
+        assert executions[key] == 1, (
+            f"step {key} was recorded before the kill but ran {executions[key]} times"
+        )
+    every_step = {
+        (run["run_id"], s)
+        for rs in runs.values()
+        for run in rs
+        for s in {
+            "chaos/sleep": ["a", "b"],
+            "chaos/wait": ["before"],
+            "chaos/work": [f"s{i}" for i in range(6)],
+        }[sent[run["event_id"]]]
+    }
     assert every_step <= set(executions), "a step never ran"
 
 
@@ -139,8 +165,13 @@ def _wait_all_done(url: str, sent: dict[str, str]) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {}
     while time.monotonic() < deadline:
         runs = {e: httpx.get(f"{url}/v1/events/{e}/runs").json()["data"] for e in sent}
-        if all(len(r) == 1 and r[0]["status"] in {"Completed", "Failed", "Cancelled"} for r in runs.values()):
+        if all(
+            len(r) == 1 and r[0]["status"] in {"Completed", "Failed", "Cancelled"}
+            for r in runs.values()
+        ):
             return runs
         time.sleep(0.2)
-    pending = {e: r for e, r in runs.items() if not r or r[0]["status"] not in {"Completed", "Failed"}}
+    pending = {
+        e: r for e, r in runs.items() if not r or r[0]["status"] not in {"Completed", "Failed"}
+    }
     raise AssertionError(f"runs did not finish after restart: {pending}")

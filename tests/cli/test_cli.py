@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner
+from tests.support import serve
 
 import stepwell
 from stepwell.cli.main import main
-from tests.support import serve
 
 app = stepwell.App("cli")
 
@@ -47,7 +47,7 @@ async def test_send_then_list_show_and_cancel_runs(tmp_path: Path) -> None:
         assert len(out.strip()) == 26  # a ULID
 
         async def completed() -> str | None:
-            code, out = await _cli("runs", "list", "--status", "Completed", "--url", url)
+            _code, out = await _cli("runs", "list", "--status", "Completed", "--url", url)
             return out if "cli-hello" in out else None
 
         listing = await _until(completed)
@@ -58,7 +58,7 @@ async def test_send_then_list_show_and_cancel_runs(tmp_path: Path) -> None:
         await _cli("send", "cli/nap", "--url", url)
 
         async def running() -> str | None:
-            code, out = await _cli("runs", "list", "--function", "cli-nap", "--url", url)
+            _code, out = await _cli("runs", "list", "--function", "cli-nap", "--url", url)
             return out if "Running" in out else None
 
         nap_id = (await _until(running)).splitlines()[1].split()[0]
@@ -79,11 +79,24 @@ async def test_bad_arguments_get_clear_errors(tmp_path: Path) -> None:
 
 
 def test_dev_refuses_a_missing_app_file_and_a_database_in_use(tmp_path: Path) -> None:
-    run = [sys.executable, "-m", "stepwell.cli.main", "dev", "--db", str(tmp_path / "d.db"), "--port", "0"]
-    missing = subprocess.run([*run, str(tmp_path / "nope.py")], capture_output=True, text=True, timeout=30)
+    run = [
+        sys.executable,
+        "-m",
+        "stepwell.cli.main",
+        "dev",
+        "--db",
+        str(tmp_path / "d.db"),
+        "--port",
+        "0",
+    ]
+    missing = subprocess.run(
+        [*run, str(tmp_path / "nope.py")], capture_output=True, text=True, timeout=30
+    )
     assert missing.returncode == 1 and "no such file" in missing.stderr
     (tmp_path / "empty.py").write_text("x = 1\n")
-    empty = subprocess.run([*run, str(tmp_path / "empty.py")], capture_output=True, text=True, timeout=30)
+    empty = subprocess.run(
+        [*run, str(tmp_path / "empty.py")], capture_output=True, text=True, timeout=30
+    )
     assert empty.returncode == 1 and "no stepwell.App" in empty.stderr
     import fcntl
 

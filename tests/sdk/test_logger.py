@@ -9,7 +9,9 @@ import pytest
 import stepwell
 
 
-async def test_log_lines_are_not_repeated_on_replay(harness, caplog: pytest.LogCaptureFixture) -> None:
+async def test_log_lines_are_not_repeated_on_replay(
+    harness, caplog: pytest.LogCaptureFixture
+) -> None:
     app = stepwell.App("log")
 
     @app.function("chatty", trigger="log/go")

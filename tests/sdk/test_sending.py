@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tests.support import serve
 
 import stepwell
 from stepwell.errors import EventError
-from tests.support import serve
 
 app = stepwell.App("send")
 
@@ -20,7 +20,9 @@ async def noop(ctx: stepwell.Context) -> str:
 
 async def test_send_inside_the_embedded_engine_commits_before_returning(harness) -> None:
     async with harness(app) as h:
-        ids = await app.send([stepwell.Event("send/noop", {"v": "a"}), {"name": "send/noop", "data": {"v": "b"}}])
+        ids = await app.send(
+            [stepwell.Event("send/noop", {"v": "a"}), {"name": "send/noop", "data": {"v": "b"}}]
+        )
         events = await h.engine.store.read(lambda tx: tx.get_events(ids))
         assert [e.data["v"] for e in events] == ["a", "b"]
 

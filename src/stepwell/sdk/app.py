@@ -137,5 +137,5 @@ class App:
 
 
 def _wire(events: EventsLike | Sequence[EventsLike]) -> list[dict[str, Any]]:
-    batch = list(events) if isinstance(events, list | tuple) else [events]
+    batch: list[Any] = list(events) if isinstance(events, list | tuple) else [events]
     return [coerce_event(e).to_wire() for e in batch]

@@ -226,7 +226,9 @@ class Tx(Protocol):
         """The distinct ``match_path`` values of keyed waits on ``event_name`` (a short list)."""
         ...
 
-    def find_keyed_waits(self, event_name: str, match_path: str, match_value: str) -> list[WaitRecord]:
+    def find_keyed_waits(
+        self, event_name: str, match_path: str, match_value: str
+    ) -> list[WaitRecord]:
         """Keyed waits on ``event_name`` whose key equals ``match_value``, oldest first."""
         ...
 
