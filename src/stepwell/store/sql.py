@@ -1,0 +1,520 @@
+"""The :class:`~stepwell.store.base.Tx` verbs in SQL, shared by every SQL backend.
+
+The statements are written once, with ``?`` markers, in the subset SQLite and PostgreSQL share
+(``ON CONFLICT``, ``RETURNING``, ``CASE``, ``COALESCE``, row locks aside). What differs between
+dialects is a :class:`Dialect`: the parameter marker and the row-locking clause of a claim. JSON
+columns are TEXT, (de)serialised here with orjson.
+
+A :class:`SqlTx` wraps one DB-API connection that already has a transaction open; the backend
+owns transactions, savepoints and threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+import orjson
+
+from stepwell.store.records import (
+    FINAL_STATUSES,
+    AppRecord,
+    EventRecord,
+    FunctionRecord,
+    MemoRecord,
+    QueueItem,
+    RunFilter,
+    RunRecord,
+    RunStatus,
+    WaitRecord,
+)
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the verbs use."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """The part of a DB-API connection the verbs use (sqlite3 and psycopg both have it)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any], /) -> Cursor: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between SQL backends, as small named hooks."""
+
+    name: str
+    placeholder: str = "?"
+    claim_lock: str = ""
+    """Appended to the claim's inner SELECT; PostgreSQL: ``FOR UPDATE SKIP LOCKED``."""
+    _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def sql(self, text: str) -> str:
+        """``text`` with this dialect's parameter marker."""
+        if self.placeholder == "?":
+            return text
+        out = self._cache.get(text)
+        if out is None:
+            out = self._cache[text] = text.replace("?", self.placeholder)
+        return out
+
+
+SQLITE = Dialect("sqlite")
+
+R = TypeVar("R")
+
+_FINAL = "('Completed', 'Failed', 'Cancelled')"
+
+
+class _Shape(Generic[R]):
+    """How one record maps to its table: columns named and ordered as the record's fields.
+
+    JSON fields are TEXT; ``None`` is stored as SQL NULL and read back as ``None``.
+    """
+
+    __slots__ = ("_json", "_record", "_tuples", "columns", "names")
+
+    def __init__(self, record: type[R], json: Iterable[str], tuples: Iterable[str] = ()) -> None:
+        self._record = record
+        self.names = [f.name for f in fields(record)]  # type: ignore[arg-type]
+        self.columns = ", ".join('"user"' if n == "user" else n for n in self.names)
+        self._json = frozenset(json)
+        self._tuples = frozenset(tuples)
+
+    def aliased(self, alias: str) -> str:
+        """The column list qualified by a table alias."""
+        return ", ".join(f"{alias}.{c}" for c in self.columns.split(", "))
+
+    def params(self, record: R) -> list[Any]:
+        """The record's values in column order, JSON fields encoded."""
+        values = [getattr(record, n) for n in self.names]
+        return [
+            _dumps(v) if n in self._json else v for n, v in zip(self.names, values, strict=True)
+        ]
+
+    def load(self, row: Sequence[Any]) -> R:
+        """The record for a row selected with :attr:`columns`."""
+        values = [
+            (_loads(v) if n in self._json else v) for n, v in zip(self.names, row, strict=True)
+        ]
+        for i, n in enumerate(self.names):
+            if n in self._tuples:
+                values[i] = tuple(values[i])
+        return self._record(*values)
+
+
+_APP = _Shape(AppRecord, ())
+_FUNCTION = _Shape(FunctionRecord, ("config",))
+_EVENT = _Shape(EventRecord, ("data", "user"))
+_RUN = _Shape(RunRecord, ("event_ids", "output", "error"), tuples=("event_ids",))
+_MEMO = _Shape(MemoRecord, ("value",))
+_QUEUE = _Shape(QueueItem, ("payload",))
+_WAIT = _Shape(WaitRecord, ())
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+class SqlTx:
+    """The :class:`~stepwell.store.base.Tx` verbs over one connection inside a transaction.
+
+    ``now_ms`` (wall clock) fills ``queue.created_at``, a diagnostic column no verb reads.
+    """
+
+    __slots__ = ("_conn", "_dialect", "_now")
+
+    def __init__(self, conn: Connection, dialect: Dialect, now_ms: int) -> None:
+        self._conn = conn
+        self._dialect = dialect
+        self._now = now_ms
+
+    def _x(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self._conn.execute(self._dialect.sql(sql), params)
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        # fetchall, not fetchone: it steps the statement to its end, so none is left running.
+        rows = self._x(sql, params).fetchall()
+        return rows[0] if rows else None
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._x(sql, params).fetchall()
+
+    def _changed(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._x(sql, params).rowcount
+
+    def _get(self, shape: _Shape[R], sql: str, params: Sequence[Any]) -> R | None:
+        row = self._one(f"SELECT {shape.columns} {sql}", params)
+        return None if row is None else shape.load(row)
+
+    def _list(self, shape: _Shape[R], sql: str, params: Sequence[Any] = ()) -> list[R]:
+        return [shape.load(r) for r in self._all(f"SELECT {shape.columns} {sql}", params)]
+
+    # -- apps and functions ---------------------------------------------------------------------
+
+    def upsert_app(self, app: AppRecord) -> None:
+        self._x(
+            f"INSERT INTO apps ({_APP.columns}) VALUES ({_marks(7)}) "
+            "ON CONFLICT (app_id) DO UPDATE SET url = excluded.url, sdk = excluded.sdk, "
+            "framework = excluded.framework, checksum = excluded.checksum, "
+            "synced_at = excluded.synced_at, error = excluded.error",
+            _APP.params(app),
+        )
+
+    def get_app(self, app_id: str) -> AppRecord | None:
+        return self._get(_APP, "FROM apps WHERE app_id = ?", (app_id,))
+
+    def list_apps(self) -> list[AppRecord]:
+        return self._list(_APP, "FROM apps ORDER BY app_id")
+
+    def upsert_function(
+        self, function_id: str, app_id: str, config: dict[str, Any], checksum: str, now: int
+    ) -> FunctionRecord:
+        # The WHERE on DO UPDATE makes an unchanged checksum a no-op that returns no row.
+        row = self._one(
+            f"INSERT INTO functions ({_FUNCTION.columns}) VALUES (?, ?, 1, ?, ?, ?) "
+            "ON CONFLICT (function_id) DO UPDATE SET app_id = excluded.app_id, "
+            "version = functions.version + 1, config = excluded.config, "
+            "checksum = excluded.checksum, updated_at = excluded.updated_at "
+            f"WHERE functions.checksum <> excluded.checksum RETURNING {_FUNCTION.columns}",
+            (function_id, app_id, _dumps(config), checksum, now),
+        )
+        if row is not None:
+            return _FUNCTION.load(row)
+        stored = self._get(_FUNCTION, "FROM functions WHERE function_id = ?", (function_id,))
+        assert stored is not None  # the conflict above proves the row exists
+        return stored
+
+    def list_functions(self, app_id: str | None = None) -> list[FunctionRecord]:
+        if app_id is None:
+            return self._list(_FUNCTION, "FROM functions ORDER BY function_id")
+        return self._list(
+            _FUNCTION, "FROM functions WHERE app_id = ? ORDER BY function_id", (app_id,)
+        )
+
+    def delete_functions_except(self, app_id: str, keep: Sequence[str]) -> int:
+        keep = list(keep)
+        not_in = f" AND function_id NOT IN ({_marks(len(keep))})" if keep else ""
+        return self._changed(f"DELETE FROM functions WHERE app_id = ?{not_in}", [app_id, *keep])
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def claim_dedupe_key(self, dedupe_key: str, event_id: str, now: int, ttl_ms: int) -> str | None:
+        won = self._one(
+            "INSERT INTO event_dedupe (dedupe_key, event_id, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (dedupe_key) DO UPDATE SET event_id = excluded.event_id, "
+            "expires_at = excluded.expires_at WHERE event_dedupe.expires_at <= ? "
+            "RETURNING event_id",
+            (dedupe_key, event_id, now + ttl_ms, now),
+        )
+        if won is not None:
+            return None
+        held = self._one("SELECT event_id FROM event_dedupe WHERE dedupe_key = ?", (dedupe_key,))
+        return cast(str, held[0])
+
+    def insert_event(self, event: EventRecord) -> None:
+        self._x(f"INSERT INTO events ({_EVENT.columns}) VALUES ({_marks(8)})", _EVENT.params(event))
+
+    def get_event(self, event_id: str) -> EventRecord | None:
+        return self._get(_EVENT, "FROM events WHERE event_id = ?", (event_id,))
+
+    def get_events(self, event_ids: Sequence[str]) -> list[EventRecord]:
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return []
+        found = self._list(_EVENT, f"FROM events WHERE event_id IN ({_marks(len(ids))})", ids)
+        by_id = {e.event_id: e for e in found}
+        return [by_id[i] for i in event_ids if i in by_id]
+
+    def list_events(
+        self, name: str | None = None, cursor: str | None = None, limit: int = 50
+    ) -> list[EventRecord]:
+        where, params = _where(("name = ?", name), ("event_id < ?", cursor))
+        return self._list(
+            _EVENT, f"FROM events WHERE {where} ORDER BY event_id DESC LIMIT ?", [*params, limit]
+        )
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def insert_run(self, run: RunRecord) -> None:
+        self._x(f"INSERT INTO runs ({_RUN.columns}) VALUES ({_marks(16)})", _RUN.params(run))
+        for event_id in dict.fromkeys(run.event_ids or (run.event_id,)):
+            self._x(
+                "INSERT INTO run_events (event_id, run_id) VALUES (?, ?)", (event_id, run.run_id)
+            )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        return self._get(_RUN, "FROM runs WHERE run_id = ?", (run_id,))
+
+    def mark_run_started(self, run_id: str, attempt: int, now: int) -> None:
+        self._x(
+            "UPDATE runs SET status = 'Running', attempt = ?, started_at = COALESCE(started_at, ?) "
+            f"WHERE run_id = ? AND status NOT IN {_FINAL}",
+            (attempt, now, run_id),
+        )
+
+    def set_run_attempt(self, run_id: str, attempt: int) -> None:
+        self._x("UPDATE runs SET attempt = ? WHERE run_id = ?", (attempt, run_id))
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        now: int,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        cancel_reason: str | None = None,
+    ) -> bool:
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"finish_run needs a final status, not {status!r}")
+        return (
+            self._changed(
+                "UPDATE runs SET status = ?, ended_at = ?, output = ?, error = ?, "
+                f"cancel_reason = ? WHERE run_id = ? AND status NOT IN {_FINAL}",
+                (status, now, _dumps(output), _dumps(error), cancel_reason, run_id),
+            )
+            == 1
+        )
+
+    def list_runs(self, flt: RunFilter) -> list[RunRecord]:
+        where, params = _where(
+            ("function_id = ?", flt.function_id),
+            ("status = ?", flt.status),
+            ("created_at >= ?", flt.since),
+            ("created_at < ?", flt.until),
+            ("run_id IN (SELECT run_id FROM run_events WHERE event_id = ?)", flt.event_id),
+        )
+        if flt.cursor is not None:
+            row = self._one("SELECT created_at FROM runs WHERE run_id = ?", (flt.cursor,))
+            if row is None:
+                return []
+            # a row-value comparison, so the index serves it as a range
+            where += " AND (created_at, run_id) < (?, ?)"
+            params += [row[0], flt.cursor]
+        return self._list(
+            _RUN,
+            f"FROM runs WHERE {where} ORDER BY created_at DESC, run_id DESC LIMIT ?",
+            [*params, flt.limit],
+        )
+
+    def runs_for_event(self, event_id: str) -> list[RunRecord]:
+        rows = self._all(
+            f"SELECT {_RUN.aliased('r')} FROM run_events e JOIN runs r ON r.run_id = e.run_id "
+            "WHERE e.event_id = ? ORDER BY r.created_at, r.run_id",
+            (event_id,),
+        )
+        return [_RUN.load(r) for r in rows]
+
+    def count_runs(self, status: str | None = None) -> int:
+        where, params = _where(("status = ?", status))
+        return cast(int, self._one(f"SELECT COUNT(*) FROM runs WHERE {where}", params)[0])
+
+    def find_child_runs(self, parent_run_id: str, parent_step_key: str) -> list[RunRecord]:
+        return self._list(
+            _RUN,
+            "FROM runs WHERE parent_run_id = ? AND parent_step_key = ? ORDER BY created_at, run_id",
+            (parent_run_id, parent_step_key),
+        )
+
+    # -- memo -----------------------------------------------------------------------------------
+
+    def put_memo(
+        self,
+        run_id: str,
+        step_key: str,
+        step_id: str,
+        kind: str,
+        value: Any,
+        now: int,
+        started_at: int | None = None,
+        attempts: int = 1,
+    ) -> bool:
+        return (
+            self._changed(
+                f"INSERT INTO memo ({_MEMO.columns}) VALUES (?, ?, ?, ?, ?, "
+                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM memo WHERE run_id = ?), ?, ?, ?) "
+                "ON CONFLICT (run_id, step_key) DO NOTHING",
+                (run_id, step_key, step_id, kind, _dumps(value), run_id, now, started_at, attempts),
+            )
+            == 1
+        )
+
+    def get_memo(self, run_id: str) -> list[MemoRecord]:
+        return self._list(_MEMO, "FROM memo WHERE run_id = ? ORDER BY seq, step_key", (run_id,))
+
+    # -- queue ----------------------------------------------------------------------------------
+
+    def enqueue(self, item: QueueItem) -> bool:
+        # Insert-else-update rather than one upsert, because only a plain INSERT tells "new"
+        # from "existing" in both dialects. The loop covers the item being acked (deleted)
+        # between the two statements by another node.
+        while True:
+            if self._changed(
+                f"INSERT INTO queue ({_QUEUE.columns}, created_at) VALUES ({_marks(11)}) "
+                "ON CONFLICT (item_id) DO NOTHING",
+                [*_QUEUE.params(item), self._now],
+            ):
+                return True
+            if self._changed(
+                "UPDATE queue SET generation = generation + 1, available_at = "
+                "CASE WHEN available_at < ? THEN available_at ELSE ? END WHERE item_id = ?",
+                (item.available_at, item.available_at, item.item_id),
+            ):
+                return False
+
+    def claim(self, now: int, owner: str, lease_ms: int, limit: int) -> list[QueueItem]:
+        if limit <= 0:
+            return []
+        rows = self._all(
+            "UPDATE queue SET lease_owner = ?, lease_expires_at = ? WHERE item_id IN ("
+            "SELECT item_id FROM queue WHERE available_at <= ? "
+            "AND (lease_owner IS NULL OR lease_expires_at <= ?) "
+            f"ORDER BY priority, available_at LIMIT ?{self._dialect.claim_lock}) "
+            f"RETURNING {_QUEUE.columns}",
+            (owner, now + lease_ms, now, now, limit),
+        )
+        # RETURNING follows no ORDER BY; restore the claim order.
+        items = map(_QUEUE.load, rows)
+        return sorted(items, key=lambda i: (i.priority, i.available_at, i.item_id))
+
+    def renew_leases(self, owner: str, item_ids: Sequence[str], until: int) -> int:
+        ids = list(item_ids)
+        if not ids:
+            return 0
+        return self._changed(
+            "UPDATE queue SET lease_expires_at = ? "
+            f"WHERE lease_owner = ? AND item_id IN ({_marks(len(ids))})",
+            [until, owner, *ids],
+        )
+
+    def ack(self, item_id: str, owner: str, generation: int) -> bool:
+        if self._changed(
+            "DELETE FROM queue WHERE item_id = ? AND lease_owner = ? AND generation = ?",
+            (item_id, owner, generation),
+        ):
+            return True
+        self._drop_lease(item_id, owner)
+        return False
+
+    def _drop_lease(self, item_id: str, owner: str) -> None:
+        self._x(
+            "UPDATE queue SET lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE item_id = ? AND lease_owner = ?",
+            (item_id, owner),
+        )
+
+    def release(self, item_id: str, owner: str, available_at: int) -> bool:
+        return (
+            self._changed(
+                "UPDATE queue SET lease_owner = NULL, lease_expires_at = NULL, available_at = ? "
+                "WHERE item_id = ? AND lease_owner = ?",
+                (available_at, item_id, owner),
+            )
+            == 1
+        )
+
+    def release_all(self, owner: str | None = None) -> int:
+        # No index on lease_owner: this runs at start and shutdown, and a partial index would
+        # be rewritten by every claim and ack.
+        which = "lease_owner IS NOT NULL" if owner is None else "lease_owner = ?"
+        return self._changed(
+            f"UPDATE queue SET lease_owner = NULL, lease_expires_at = NULL WHERE {which}",
+            () if owner is None else (owner,),
+        )
+
+    def delete_queue_items(self, run_id: str) -> int:
+        return self._changed("DELETE FROM queue WHERE run_id = ?", (run_id,))
+
+    def delete_queue_item(self, item_id: str) -> bool:
+        return self._changed("DELETE FROM queue WHERE item_id = ?", (item_id,)) == 1
+
+    def next_available_at(self) -> int | None:
+        row = self._one("SELECT MIN(available_at) FROM queue WHERE lease_owner IS NULL")
+        return cast("int | None", row[0])
+
+    def queue_depth(self) -> int:
+        return cast(int, self._one("SELECT COUNT(*) FROM queue")[0])
+
+    # -- waits ----------------------------------------------------------------------------------
+
+    def insert_wait(self, wait: WaitRecord) -> bool:
+        return (
+            self._changed(
+                f"INSERT INTO waits ({_WAIT.columns}) VALUES ({_marks(12)}) ON CONFLICT DO NOTHING",
+                _WAIT.params(wait),
+            )
+            == 1
+        )
+
+    def keyed_wait_paths(self, event_name: str) -> list[str]:
+        rows = self._all(
+            "SELECT DISTINCT match_path FROM waits WHERE event_name = ? "
+            "AND match_path IS NOT NULL ORDER BY match_path",
+            (event_name,),
+        )
+        return [r[0] for r in rows]
+
+    def find_keyed_waits(
+        self, event_name: str, match_path: str, match_value: str
+    ) -> list[WaitRecord]:
+        return self._list(
+            _WAIT,
+            "FROM waits WHERE event_name = ? AND match_path = ? AND match_value = ? "
+            "ORDER BY wait_id",
+            (event_name, match_path, match_value),
+        )
+
+    def find_unkeyed_waits(self, event_name: str) -> list[WaitRecord]:
+        return self._list(
+            _WAIT,
+            "FROM waits WHERE event_name = ? AND match_path IS NULL ORDER BY wait_id",
+            (event_name,),
+        )
+
+    def get_wait(self, run_id: str, step_key: str) -> WaitRecord | None:
+        return self._get(_WAIT, "FROM waits WHERE run_id = ? AND step_key = ?", (run_id, step_key))
+
+    def delete_wait(self, wait_id: str) -> bool:
+        return self._changed("DELETE FROM waits WHERE wait_id = ?", (wait_id,)) == 1
+
+    def delete_run_waits(self, run_id: str) -> int:
+        return self._changed("DELETE FROM waits WHERE run_id = ?", (run_id,))
+
+    # -- cron -----------------------------------------------------------------------------------
+
+    def claim_cron_tick(self, function_id: str, tick_at: int) -> bool:
+        return (
+            self._changed(
+                "INSERT INTO cron_ticks (function_id, tick_at) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (function_id, tick_at),
+            )
+            == 1
+        )
+
+    def last_cron_tick(self, function_id: str) -> int | None:
+        row = self._one("SELECT MAX(tick_at) FROM cron_ticks WHERE function_id = ?", (function_id,))
+        return cast("int | None", row[0])
+
+
+def _where(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """AND the clauses whose value is not None; ``1 = 1`` when none is."""
+    used = [(sql, value) for sql, value in clauses if value is not None]
+    return " AND ".join(["1 = 1", *(sql for sql, _ in used)]), [v for _, v in used]

@@ -1,0 +1,383 @@
+"""The SQLite store: one file in WAL mode, one writer thread with group commit, a few readers.
+
+Writes. One connection, owned by one thread, does every write. :meth:`SqliteStore.run` hands
+the writer a unit of work and awaits it. The writer takes the first waiting unit, drains every
+other one already queued (up to :data:`MAX_BATCH`), opens ``BEGIN IMMEDIATE``, runs each unit in
+its own ``SAVEPOINT`` (a unit that raises is rolled back to its savepoint alone) and commits
+once: one fsync for the whole batch. Only then are the callers answered, each on its own event
+loop, so a returned ``run`` is on disk. If the transaction itself fails (disk full, I/O error,
+another process holding the lock past ``busy_timeout_ms``), every unit of the batch fails with
+:class:`~stepwell.errors.StoreError`.
+
+Reads. A small thread pool, each thread with its own ``query_only`` connection; WAL lets them
+read while the writer writes. Each :meth:`SqliteStore.read` is one deferred transaction, a
+consistent snapshot that includes every commit whose ``run`` returned before.
+
+``":memory:"`` works too, for throwaway stores: there is then a single connection, and reads go
+through the writer (in a savepoint that is always rolled back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from stepwell.errors import StoreError
+from stepwell.store import migrations
+from stepwell.store.base import Tx
+from stepwell.store.sql import SQLITE, SqlTx
+
+T = TypeVar("T")
+
+MAX_BATCH: Final = 256
+"""Units of work committed together at most."""
+
+_SYNCHRONOUS: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+_MIN_SQLITE: Final = (3, 35, 0)  # RETURNING
+_STOP: Final = object()
+
+
+@dataclass(slots=True)
+class _Job:
+    work: Callable[[Tx], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    read_only: bool
+
+
+_Outcome = tuple[bool, Any]  # (succeeded, value or exception)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SqliteStore:
+    """A :class:`~stepwell.store.base.Store` on one SQLite file.
+
+    Args:
+        path: the database file (created if missing; its directory must exist), or
+            ``":memory:"``.
+        synchronous: SQLite's ``PRAGMA synchronous``: ``FULL`` (default) fsyncs every commit, so
+            a committed unit survives power loss; ``NORMAL`` survives a process crash only.
+        busy_timeout_ms: how long to wait for another process's lock before failing.
+        readers: reader threads (and connections).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        readers: int = 4,
+    ) -> None:
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old: stepwell needs 3.35 or newer "
+                "(for RETURNING); use a Python built against a newer SQLite"
+            )
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {sorted(_SYNCHRONOUS)}, not {synchronous!r}"
+            )
+        if busy_timeout_ms < 0 or readers < 1:
+            raise ValueError("busy_timeout_ms must be >= 0 and readers >= 1")
+        self.path = path
+        self._memory = path in ("", ":memory:")
+        self._synchronous = synchronous.upper()
+        self._busy_timeout_ms = busy_timeout_ms
+        self._reader_count = readers
+        # _lock guards _state and what it implies: a job is queued only while the store is
+        # open, and _STOP is queued last, so the writer never leaves a job unanswered.
+        self._lock = threading.Lock()
+        self._state = "new"
+        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._open_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r}, {self._state})"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the file, switch it to WAL, apply pending migrations, start the threads."""
+        loop = asyncio.get_running_loop()
+        if self._open_lock is None or self._open_lock[0] is not loop:
+            self._open_lock = (loop, asyncio.Lock())  # asyncio locks belong to one loop
+        async with self._open_lock[1]:
+            if self._state == "open":
+                return
+            ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+            jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+            writer = threading.Thread(
+                target=self._writer_main,
+                args=(jobs, ready),
+                name=f"stepwell-sqlite-writer:{self.path}",
+                daemon=True,
+            )
+            writer.start()
+            try:
+                await asyncio.wrap_future(ready)
+            except asyncio.CancelledError:
+                jobs.put(_STOP)  # the writer may have opened by now; let it close again
+                raise
+            with self._lock:
+                self._jobs, self._writer = jobs, writer
+                self._local = threading.local()
+                self._reader_conns = []
+                if not self._memory:
+                    self._readers = concurrent.futures.ThreadPoolExecutor(
+                        self._reader_count, thread_name_prefix="stepwell-sqlite-reader"
+                    )
+                self._state = "open"
+
+    async def close(self) -> None:
+        """Commit what was submitted, stop the threads, close the connections."""
+        with self._lock:
+            if self._state != "open":
+                return
+            self._state = "closed"
+            self._jobs.put(_STOP)
+            writer, readers = self._writer, self._readers
+            self._writer = self._readers = None
+        await asyncio.to_thread(self._join, writer, readers)
+
+    def _join(
+        self,
+        writer: threading.Thread | None,
+        readers: concurrent.futures.ThreadPoolExecutor | None,
+    ) -> None:
+        if writer is not None:
+            writer.join()
+        if readers is not None:
+            readers.shutdown(wait=True)
+        for conn in self._reader_conns:
+            conn.close()
+        self._reader_conns = []
+
+    # -- units of work --------------------------------------------------------------------------
+
+    async def run(self, work: Callable[[Tx], T]) -> T:
+        """Execute ``work`` atomically on the writer; durable when this returns.
+
+        If the caller is cancelled meanwhile, the unit may still commit.
+        """
+        return await self._submit(work, read_only=False)  # type: ignore[no-any-return]
+
+    async def read(self, work: Callable[[Tx], T]) -> T:
+        """Execute read-only ``work`` on a reader; it sees every commit that returned before."""
+        if self._memory:
+            return await self._submit(work, read_only=True)  # type: ignore[no-any-return]
+        with self._lock:
+            if self._state != "open" or self._readers is None:
+                raise self._not_open()
+            done = self._readers.submit(self._read_job, work)
+        return await asyncio.wrap_future(done)
+
+    def _submit(self, work: Callable[[Tx], Any], *, read_only: bool) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._lock:
+            if self._state != "open":
+                raise self._not_open()
+            self._jobs.put(_Job(work, future, loop, read_only))
+        return future
+
+    def _not_open(self) -> StoreError:
+        verb = "was closed" if self._state == "closed" else "is not open"
+        return StoreError(f"the SQLite store {self.path!r} {verb}; call `await store.open()` first")
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_ms / 1000,
+                isolation_level=None,  # we issue BEGIN / COMMIT ourselves
+                check_same_thread=False,  # created by one thread, closed by another
+                cached_statements=256,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite database {self.path!r}: {exc}") from exc
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            if not self._memory:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"{self.path!r} could not be switched to WAL mode ({mode})")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")  # validated in __init__
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        # BEGIN IMMEDIATE: a second process opening the same new file waits, then sees the
+        # versions the first one applied.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            known = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+            ).fetchone()
+            applied = (
+                [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+                if known
+                else []
+            )
+            migrations.apply_pending(conn.execute, "sqlite", applied, _now_ms())
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _read_job(self, work: Callable[[Tx], T]) -> T:
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            return _call(work, SqlTx(conn, SQLITE, _now_ms()))
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def _writer_main(
+        self, jobs: queue.SimpleQueue[_Job | object], ready: concurrent.futures.Future[None]
+    ) -> None:
+        try:
+            conn = self._open_writer()
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            while (batch := _next_batch(jobs)) is not None:
+                jobs_, stop = batch
+                if jobs_:
+                    _settle(jobs_, _commit(conn, jobs_))
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+
+def _next_batch(jobs: queue.SimpleQueue[_Job | object]) -> tuple[list[_Job], bool] | None:
+    """Block for one job, then take what else is waiting; None once stopped."""
+    first = jobs.get()
+    if first is _STOP:
+        return None
+    batch = [first]
+    while len(batch) < MAX_BATCH:
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if job is _STOP:
+            return _jobs(batch), True
+        batch.append(job)
+    return _jobs(batch), False
+
+
+def _jobs(items: list[object]) -> list[_Job]:
+    return [j for j in items if isinstance(j, _Job)]
+
+
+def _commit(conn: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
+    """Run a batch in one transaction, a savepoint per unit; one outcome per job."""
+    tx = SqlTx(conn, SQLITE, _now_ms())
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        outcomes = [_unit(conn, tx, job) for job in batch]
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        # The transaction as a whole failed (disk full, I/O error, lock timeout): no unit
+        # of the batch is on disk, so none may report success.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        return [(False, _batch_failed(exc, len(batch))) for _ in batch]
+    return outcomes
+
+
+def _batch_failed(exc: BaseException, size: int) -> BaseException:
+    # One exception object per caller: each raise appends its own traceback to it.
+    failure = StoreError(f"SQLite could not commit a batch of {size} units of work: {exc}")
+    failure.__cause__ = exc
+    return failure
+
+
+def _unit(conn: sqlite3.Connection, tx: SqlTx, job: _Job) -> _Outcome:
+    conn.execute("SAVEPOINT unit")
+    try:
+        value = _call(job.work, tx)
+    except BaseException as exc:
+        if not conn.in_transaction:
+            raise  # SQLite rolled the whole transaction back: the batch fails
+        conn.execute("ROLLBACK TO unit")
+        conn.execute("RELEASE unit")
+        return False, exc
+    if job.read_only:  # a read served by the writer (memory mode) keeps nothing
+        conn.execute("ROLLBACK TO unit")
+    conn.execute("RELEASE unit")
+    return True, value
+
+
+def _call(work: Callable[[Tx], T], tx: SqlTx) -> T:
+    value = work(tx)
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()
+        raise TypeError("a unit of work must be a plain function of a Tx, not a coroutine")
+    return value
+
+
+def _settle(batch: list[_Job], outcomes: list[_Outcome]) -> None:
+    """Answer every caller: one thread-safe callback per event loop, not one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], _Outcome]]] = {}
+    for job, outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, outcome))
+    for loop, answers in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(_resolve, answers)
+
+
+def _resolve(answers: list[tuple[asyncio.Future[Any], _Outcome]]) -> None:
+    for future, (ok, value) in answers:
+        if future.done():  # the caller was cancelled
+            continue
+        if ok:
+            future.set_result(value)
+        elif isinstance(value, StopIteration):  # futures refuse StopIteration
+            future.set_exception(RuntimeError(f"unit of work raised {value!r}"))
+        else:
+            future.set_exception(value)
