@@ -20,6 +20,8 @@ from stepwell.clock import Clock
 from stepwell.engine.engine import Engine
 from stepwell.errors import StoreError
 from stepwell.sdk.app import App
+from stepwell.engine.drivers.base import Driver
+from stepwell.store import open_store
 from stepwell.store.sqlite import SqliteStore
 
 DEFAULT_DB = ".stepwell/dev.db"
@@ -30,10 +32,11 @@ class Embedded:
 
     Args:
         apps: the apps whose functions run in this process.
-        db: the SQLite file (created with its directory if missing).
+        db: the SQLite file (created with its directory if missing), or a database URL.
         clock: the time source; default the wall clock.
         concurrency: invocations run at once.
         loops: run the dispatch loop (False: drive ``engine.tick`` / ``run_until_idle`` yourself).
+        http: the driver for apps served over HTTP, if any are synced.
     """
 
     def __init__(
@@ -44,10 +47,14 @@ class Embedded:
         clock: Clock | None = None,
         concurrency: int = 64,
         loops: bool = True,
+        http: Driver | None = None,
     ) -> None:
         self.apps = list(apps)
         self.db = db
-        self.engine = Engine(SqliteStore(db), clock=clock, concurrency=concurrency)
+        store = open_store(db)
+        # A SQLite file belongs to one engine at a time; a server database is shared by nodes.
+        self._sqlite_path = store.path if isinstance(store, SqliteStore) else None
+        self.engine = Engine(store, clock=clock, concurrency=concurrency, http=http)
         self._loops = loops
         self._lock: IO[bytes] | None = None
 
@@ -65,10 +72,13 @@ class Embedded:
 
     async def start(self) -> None:
         """Lock the database file, open it, resume unfinished runs, register the apps."""
-        Path(self.db).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock_file(self.db)
+        exclusive = self._sqlite_path is not None and self._sqlite_path != ":memory:"
+        if exclusive:
+            assert self._sqlite_path is not None
+            Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock_file(self._sqlite_path)
         # Holding the file exclusively, every lease left in it is from a process that died.
-        await self.engine.start(loops=self._loops, take_over=True)
+        await self.engine.start(loops=self._loops, take_over=exclusive)
         loop = asyncio.get_running_loop()
         for app in self.apps:
             handlers = {fn.full_id: fn for fn in app.functions}

@@ -337,3 +337,32 @@ async def test_repeated_step_ids_in_a_loop_get_distinct_keys(harness) -> None:
         assert run.output == [0, 1, 2]
         memo = await h.memo(run.run_id)
         assert len({m.step_key for m in memo}) == 6
+
+
+async def test_plain_def_handlers_run_in_a_thread_with_blocking_steps(harness) -> None:
+    app = stepwell.App("t")
+    calls: Counter[str] = Counter()
+
+    @app.function("sync", trigger="t/go")
+    def sync_handler(ctx) -> list[object]:  # type: ignore[no-untyped-def]
+        def body() -> str:
+            calls["a"] += 1
+            return "A"
+
+        a = ctx.step.run("a", body)
+        try:
+            ctx.step.sleep("nap", "1h")
+        except Exception:  # the suspension must not be catchable as an Exception
+            return ["swallowed"]
+        got = ctx.step.wait_for_event("w", event="t/ping", timeout="1d")
+        return [a, got.data["v"] if got else None, threading.get_ident() != loop_thread]
+
+    loop_thread = threading.get_ident()
+    async with harness(app) as h:
+        [event_id] = await h.send("t/go")
+        await h.advance("1h")
+        await h.send("t/ping", {"v": 5})
+        await h.settle()
+        run = await h.run_for(event_id)
+        assert (run.status, run.output) == ("Completed", ["A", 5, True])
+        assert calls["a"] == 1

@@ -31,7 +31,7 @@ from stepwell.ids import new_id
 from stepwell.protocol.invocation import Handler
 from stepwell.protocol.ops import CallRequest
 from stepwell.store.base import Store, Tx
-from stepwell.store.records import FINAL_STATUSES, AppRecord, QueueItem, RunRecord
+from stepwell.store.records import FINAL_STATUSES, AppRecord, FunctionRecord, QueueItem, RunRecord
 
 log = logging.getLogger("stepwell.engine")
 
@@ -51,6 +51,7 @@ class Engine:
         lease_ms: how long a claimed item stays leased without renewal.
         node_id: this node's lease owner id; default: a new ULID.
         rng: randomness for backoff jitter.
+        http: the driver for apps served over HTTP (synced through ``/fn/register``).
 
     Attributes:
         run_listeners: called with ``(run, status)`` after a run invoked on this node ended.
@@ -65,6 +66,7 @@ class Engine:
         lease_ms: int = 30_000,
         node_id: str | None = None,
         rng: random.Random | None = None,
+        http: Driver | None = None,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -75,6 +77,8 @@ class Engine:
         self.router = Router(self.registry)
         self.transitions = Transitions(self.router, rng)
         self.drivers: dict[str, Driver] = {}
+        self.http = http
+        self.apps: dict[str, AppRecord] = {}
         self._inflight: dict[str, tuple[QueueItem, asyncio.Task[None]]] = {}
         self._cron_next: dict[tuple[str, int], int] = {}
         self._wake = asyncio.Event()
@@ -95,6 +99,7 @@ class Engine:
         await self.store.open()
         if take_over:
             await self.store.run(lambda tx: tx.release_all(None))
+        await self._load_served_apps()
         self._running = True
         if loops:
             self._loops = [
@@ -119,17 +124,51 @@ class Engine:
         owner = self.node_id
         await self.store.run(lambda tx: tx.release_all(owner))
         await self.store.close()
+        close = getattr(self.http, "close", None)
+        if close is not None:
+            await close()
 
     # -- apps and functions ----------------------------------------------------------------------
+
+    async def _load_served_apps(self) -> None:
+        """Apps served over HTTP keep running across restarts without a new sync."""
+        if self.http is None:
+            return
+
+        def load(tx: Tx) -> list[tuple[AppRecord, list[FunctionRecord]]]:
+            return [(a, tx.list_functions(a.app_id)) for a in tx.list_apps() if _served(a)]
+
+        now = self.clock.now_ms()
+        for app, functions in await self.store.read(load):
+            specs = []
+            for record in functions:
+                try:
+                    specs.append(parse_function(app.app_id, record.config, version=record.version))
+                except ConfigError as exc:
+                    log.warning("function %s no longer valid: %s", record.function_id, exc)
+            self.apps[app.app_id] = app
+            self.registry.replace_app(app.app_id, specs)
+            self.drivers[app.app_id] = self.http
+            self._schedule_crons(specs, now)
 
     async def register(
         self, request: Mapping[str, Any], handlers: Mapping[str, Handler] | None = None
     ) -> list[FunctionSpec]:
+        """Sync an app; see :meth:`sync_app`. Returns its functions."""
+        specs, _ = await self.sync_app(request, handlers)
+        return specs
+
+    async def sync_app(
+        self, request: Mapping[str, Any], handlers: Mapping[str, Handler] | None = None
+    ) -> tuple[list[FunctionSpec], bool]:
         """Sync an app from its registration body (Inngest's ``RegisterRequest`` shape).
 
-        ``handlers`` maps composite function ids to in-process handlers. Raises
-        :class:`ConfigError` naming the function and field; nothing is stored then.
+        ``handlers`` maps composite function ids to in-process handlers; without them the app
+        is served over HTTP. Raises :class:`ConfigError` naming the function and field; nothing
+        is stored then.
         """
+        if handlers is None and self.http is None:
+            raise ConfigError("this engine has no HTTP driver to call a served app with")
         app_id = _app_id(request)
         raw_functions = request.get("functions") or []
         if not isinstance(raw_functions, list):
@@ -170,9 +209,14 @@ class Engine:
         self.registry.replace_app(app_id, specs)
         if handlers is not None:
             self.drivers[app_id] = InProcessDriver(handlers)
+        elif self.http is not None:
+            self.drivers[app_id] = self.http
+        previous = self.apps.get(app_id)
+        modified = previous is None or previous.checksum != checksum
+        self.apps[app_id] = app
         self._schedule_crons(specs, now)
         self._wake.set()
-        return specs
+        return specs, modified
 
     def _schedule_crons(self, specs: Sequence[FunctionSpec], now: int) -> None:
         ids = {s.function_id for s in specs}
@@ -388,6 +432,10 @@ def _load_run(tx: Tx, run_id: str) -> tuple[RunRecord | None, list[Any], list[di
     memo = tx.get_memo(run_id)
     events = [e.to_wire() for e in tx.get_events(list(run.event_ids))]
     return run, memo, events
+
+
+def _served(app: AppRecord) -> bool:
+    return bool(app.url) and not str(app.url).startswith("inprocess://")
 
 
 def _app_id(request: Mapping[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,12 +16,13 @@ from stepwell.sdk.context import Context, ReplayAwareLogger
 from stepwell.sdk.events import Event, EventModel
 from stepwell.sdk.execution import Execution, execute
 from stepwell.sdk.step import Step
+from stepwell.sdk.sync_step import SyncContext, SyncStep
 from stepwell.sdk.triggers import CancelOn, Cron, Trigger
 
 if TYPE_CHECKING:
     from stepwell.sdk.app import App
 
-HandlerFn = Callable[[Context], Awaitable[Any]]
+HandlerFn = Callable[[Context], Awaitable[Any]] | Callable[[SyncContext], Any]
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
 FAILURE_EVENT = "inngest/function.failed"
@@ -53,11 +55,9 @@ class Function:
     def __init__(
         self, app: App, function_id: str, handler: HandlerFn, options: FunctionOptions
     ) -> None:
-        if not inspect.iscoroutinefunction(handler):
-            raise ConfigError(
-                f"function {function_id!r}: the handler must be `async def`; "
-                "plain functions belong inside `await ctx.step.run(...)`"
-            )
+        if not callable(handler):
+            raise ConfigError(f"function {function_id!r}: the handler must be a function")
+        self.is_async = inspect.iscoroutinefunction(handler)
         self.app = app
         self.id = function_id
         self.handler = handler
@@ -112,17 +112,21 @@ class Function:
                 data = model.parse_data(event.data, context=f"function {self.full_id!r}")
             except Exception as exc:
                 raise NonRetriableError(str(exc)) from None
-        ctx = Context(
-            event=event,
-            events=events,
-            data=data,
-            run_id=request.run_id,
-            function_id=self.full_id,
-            attempt=request.attempt,
-            step=Step(ex, self.app.id, self.app.sender),
-            logger=ReplayAwareLogger(self.app.logger, ex, request.run_id),
-        )
-        return await self.handler(ctx)
+        step = Step(ex, self.app.id, self.app.sender)
+        common: dict[str, Any] = {
+            "event": event,
+            "events": events,
+            "data": data,
+            "run_id": request.run_id,
+            "function_id": self.full_id,
+            "attempt": request.attempt,
+            "logger": ReplayAwareLogger(self.app.logger, ex, request.run_id),
+        }
+        if self.is_async:
+            return await self.handler(Context(step=step, **common))
+        # A `def` handler runs in a worker thread with blocking steps (sdk/sync_step.py).
+        sync_ctx = SyncContext(step=SyncStep(step, asyncio.get_running_loop()), **common)
+        return await asyncio.to_thread(self.handler, sync_ctx)  # type: ignore[arg-type]
 
 
 def build_options(
