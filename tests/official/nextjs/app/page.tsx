@@ -1,0 +1,3 @@
+export default function Home() {
+  return <p>Inngest functions are served at /api/inngest.</p>;
+}

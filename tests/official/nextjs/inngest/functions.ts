@@ -1,0 +1,161 @@
+// One function per scenario of stepwell's official-SDK tests. The Python app in
+// ../../py_inngest/app.py defines the same ids, triggers and return values, so
+// one scenario table can drive both.
+import { NonRetriableError } from "inngest";
+
+import { inngest } from "./client";
+
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+// Two sequential steps: returns data.a + data.b ("A" + "B" by default).
+export const sequential = inngest.createFunction(
+  { id: "sequential", triggers: { event: "test/sequential" } },
+  async ({ event, step }) => {
+    const a = await step.run("a", () => String(event.data?.a ?? "A"));
+    const ab = await step.run("b", () => a + String(event.data?.b ?? "B"));
+    return ab;
+  },
+);
+
+export const sleeper = inngest.createFunction(
+  { id: "sleeper", triggers: { event: "test/sleeper" } },
+  async ({ step }) => {
+    await step.sleep("nap", "2s");
+    return "slept";
+  },
+);
+
+// Resolves with the data of the matching test/approve event, or null on timeout.
+export const waiter = inngest.createFunction(
+  { id: "waiter", triggers: { event: "test/waiter" } },
+  async ({ step }) => {
+    const approval = await step.waitForEvent("w", {
+      event: "test/approve",
+      if: "event.data.id == async.data.id",
+      timeout: "1h",
+    });
+    return approval ? approval.data : null;
+  },
+);
+
+export const waiterTimeout = inngest.createFunction(
+  { id: "waiter-timeout", triggers: { event: "test/waiter-timeout" } },
+  async ({ step }) => {
+    const approval = await step.waitForEvent("w", {
+      event: "test/approve",
+      if: "event.data.id == async.data.id",
+      timeout: "2s",
+    });
+    return { timed_out: approval === null };
+  },
+);
+
+// Returns its event's data, so fan-out and invoke tests can see what arrived.
+export const child = inngest.createFunction(
+  { id: "child", triggers: { event: "test/child" } },
+  async ({ event }) => event.data ?? {},
+);
+
+export const fanout = inngest.createFunction(
+  { id: "fanout", triggers: { event: "test/fanout" } },
+  async ({ event, step }) => {
+    const parent = event.data?.id ?? null;
+    const { ids } = await step.sendEvent(
+      "fan",
+      [0, 1, 2].map((i) => ({ name: "test/child", data: { parent, i } })),
+    );
+    return { sent: ids.length };
+  },
+);
+
+export const invoker = inngest.createFunction(
+  { id: "invoker", triggers: { event: "test/invoker" } },
+  async ({ event, step }) => {
+    return await step.invoke("call", {
+      function: child,
+      data: { via: "invoke", n: event.data?.n ?? 1 },
+    });
+  },
+);
+
+// The step fails on attempts 0 and 1 and succeeds on attempt 2.
+export const flaky = inngest.createFunction(
+  { id: "flaky", retries: 3, triggers: { event: "test/flaky" } },
+  async ({ attempt, step }) => {
+    return await step.run("shaky", () => {
+      if (attempt < 2) {
+        throw new Error(`flaky step fails on attempt ${attempt}`);
+      }
+      return { attempt };
+    });
+  },
+);
+
+export const fatal = inngest.createFunction(
+  {
+    id: "fatal",
+    triggers: { event: "test/fatal" },
+    onFailure: async () => ({ handled: true }),
+  },
+  async () => {
+    throw new NonRetriableError("fatal: do not retry");
+  },
+);
+
+export const parallel = inngest.createFunction(
+  { id: "parallel", triggers: { event: "test/parallel" } },
+  async ({ step }) => {
+    return await Promise.all([
+      step.run("p1", () => 1),
+      step.run("p2", () => 2),
+      step.run("p3", () => 3),
+    ]);
+  },
+);
+
+// Sleeps for an hour unless a test/cancel event with the same data.id arrives.
+export const cancellable = inngest.createFunction(
+  {
+    id: "cancellable",
+    triggers: { event: "test/cancellable" },
+    cancelOn: [{ event: "test/cancel", match: "data.id" }],
+  },
+  async ({ step }) => {
+    await step.sleep("long", "1h");
+    return "woke";
+  },
+);
+
+// At most one run at a time; each records when its ~300 ms step ran (epoch ms)
+// so a test can check that no two runs overlapped.
+export const limited = inngest.createFunction(
+  { id: "limited", concurrency: { limit: 1 }, triggers: { event: "test/limited" } },
+  async ({ step }) => {
+    return await step.run("work", async () => {
+      const started = Date.now();
+      await pause(300);
+      return { started, finished: Date.now() };
+    });
+  },
+);
+
+export const cron = inngest.createFunction(
+  { id: "cron", triggers: { cron: "* * * * *" } },
+  async () => "tick",
+);
+
+export const functions = [
+  sequential,
+  sleeper,
+  waiter,
+  waiterTimeout,
+  fanout,
+  child,
+  invoker,
+  flaky,
+  fatal,
+  parallel,
+  cancellable,
+  limited,
+  cron,
+];
