@@ -43,7 +43,8 @@ class Cursor(Protocol):
 
 
 class Connection(Protocol):
-    """The part of a DB-API connection the verbs use (sqlite3 and psycopg both have it)."""
+    """The part of a DB-API connection the verbs use (sqlite3 has it; the PostgreSQL store wraps
+    pg8000 to match)."""
 
     def execute(self, sql: str, parameters: Sequence[Any], /) -> Cursor: ...
 
@@ -54,6 +55,7 @@ class Dialect:
 
     name: str
     placeholder: str = "?"
+    """The parameter marker; ``$`` numbers them ``$1, $2, ...`` (PostgreSQL)."""
     claim_lock: str = ""
     """Appended to the claim's inner SELECT; PostgreSQL: ``FOR UPDATE SKIP LOCKED``."""
     _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -64,11 +66,17 @@ class Dialect:
             return text
         out = self._cache.get(text)
         if out is None:
-            out = self._cache[text] = text.replace("?", self.placeholder)
+            if self.placeholder == "$":
+                head, *rest = text.split("?")  # the shared SQL has no "?" but markers
+                out = head + "".join(f"${n}{part}" for n, part in enumerate(rest, 1))
+            else:
+                out = text.replace("?", self.placeholder)
+            self._cache[text] = out
         return out
 
 
 SQLITE = Dialect("sqlite")
+POSTGRES = Dialect("postgres", placeholder="$", claim_lock=" FOR UPDATE SKIP LOCKED")
 
 R = TypeVar("R")
 

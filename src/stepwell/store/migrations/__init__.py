@@ -85,15 +85,13 @@ def apply_pending(
         dialect: the folder of migrations to use.
         applied: versions already recorded in ``schema_migrations`` (empty on a new database).
         now: epoch milliseconds, recorded as ``applied_at``.
-        placeholder: the driver's parameter marker.
+        placeholder: the driver's parameter marker; ``$`` numbers them (``$1, $2, ...``).
 
     Returns:
         The versions applied, in order.
     """
-    record = (
-        "INSERT INTO schema_migrations (version, name, applied_at) "
-        f"VALUES ({placeholder}, {placeholder}, {placeholder})"
-    )
+    marks = ", ".join(f"${n}" if placeholder == "$" else placeholder for n in (1, 2, 3))
+    record = f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({marks})"
     versions = []
     for migration in pending(discover(dialect), applied):
         for statement in migration.statements():
