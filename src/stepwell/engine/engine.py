@@ -14,7 +14,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -24,6 +24,7 @@ from stepwell.engine.cron import CronSpec
 from stepwell.engine.drivers.base import Driver, FunctionUnavailable
 from stepwell.engine.drivers.inprocess import InProcessDriver
 from stepwell.engine.ingest import Router, validate_events
+from stepwell.engine.local_lease import LeasingTx
 from stepwell.engine.registry import FunctionSpec, Registry, parse_function
 from stepwell.engine.transitions import Effects, Transitions, new_cron_run
 from stepwell.errors import ConfigError, NotFound
@@ -31,9 +32,17 @@ from stepwell.ids import new_id
 from stepwell.protocol.invocation import Handler
 from stepwell.protocol.ops import CallRequest
 from stepwell.store.base import Store, Tx
-from stepwell.store.records import FINAL_STATUSES, AppRecord, FunctionRecord, QueueItem, RunRecord
+from stepwell.store.records import (
+    FINAL_STATUSES,
+    AppRecord,
+    FunctionRecord,
+    MemoRecord,
+    QueueItem,
+    RunRecord,
+)
 
 log = logging.getLogger("stepwell.engine")
+T = TypeVar("T")
 
 TIMER_KINDS = frozenset({"sleep", "wait_timeout", "invoke_timeout"})
 UNAVAILABLE_DELAY_MS = 30_000
@@ -84,6 +93,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._running = False
+        self._claim_was_full = False
         self.run_listeners: list[Callable[[RunRecord, str], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -232,9 +242,27 @@ class Engine:
         :class:`~stepwell.errors.EventError` for invalid input, storing nothing."""
         now = self.clock.now_ms()
         incoming = validate_events(events, now=now)
-        ids = await self.store.run(lambda tx: self.router.ingest(tx, incoming, now))
+        ids = await self._run_leasing(lambda tx: self.router.ingest(tx, incoming, now), now)
         self._wake.set()
         return ids
+
+    async def _run_leasing(self, work: Callable[[Tx], T], now: int) -> T:
+        """Run a unit; start at once the invocation items it enqueued for now (direct dispatch)."""
+        capacity = self.concurrency - len(self._inflight)
+        if not self._running or capacity <= 0:
+            return await self.store.run(work)
+        owner, lease = self.node_id, self.lease_ms
+
+        def unit(tx: Tx) -> tuple[T, list[tuple[QueueItem, _Snapshot]]]:
+            leasing = LeasingTx(tx, owner=owner, now=now, lease_ms=lease, capacity=capacity)
+            result = work(leasing.as_tx())
+            # Load what the invocation needs here, in the writer, instead of a read later.
+            return result, [(item, _load_run(tx, item.run_id)) for item in leasing.leased]
+
+        result, leased = await self.store.run(unit)
+        for item, snapshot in leased:
+            self._start(item, snapshot)
+        return result
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> bool:
         """Cancel a run; False if it had already ended. Raises NotFound for an unknown run."""
@@ -265,11 +293,15 @@ class Engine:
             return 0
         owner, lease = self.node_id, self.lease_ms
         items = await self.store.run(lambda tx: tx.claim(now, owner, lease, free))
+        self._claim_was_full = len(items) == free
         for item in items:
-            task = asyncio.create_task(self._process(item))
-            self._inflight[item.item_id] = (item, task)
-            task.add_done_callback(functools.partial(self._done, item.item_id))
+            self._start(item)
         return len(items)
+
+    def _start(self, item: QueueItem, snapshot: _Snapshot | None = None) -> None:
+        task = asyncio.create_task(self._process(item, snapshot))
+        self._inflight[item.item_id] = (item, task)
+        task.add_done_callback(functools.partial(self._done, item.item_id))
 
     def _done(self, item_id: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(item_id, None)
@@ -295,8 +327,8 @@ class Engine:
                 log.exception("dispatch iteration failed; retrying")
                 await asyncio.sleep(1)
                 continue
-            if claimed and len(self._inflight) < self.concurrency:
-                continue
+            if self._claim_was_full and len(self._inflight) < self.concurrency:
+                continue  # more may be due right now
             next_at = await self._next_due()
             await self.clock.sleep_until(next_at, self._wake)
 
@@ -326,7 +358,7 @@ class Engine:
         owner, until = self.node_id, self.clock.now_ms() + self.lease_ms
         return await self.store.run(lambda tx: tx.renew_leases(owner, ids, until))
 
-    async def _process(self, item: QueueItem) -> None:
+    async def _process(self, item: QueueItem, snapshot: _Snapshot | None = None) -> None:
         owner = self.node_id
         try:
             if item.kind in TIMER_KINDS:
@@ -335,7 +367,7 @@ class Engine:
                     lambda tx: self.transitions.fire_timer(tx, item, owner, now)
                 )
             else:
-                effects = await self._invoke(item)
+                effects = await self._invoke(item, snapshot)
             if effects.wake:
                 self._wake.set()
         except asyncio.CancelledError:
@@ -345,9 +377,11 @@ class Engine:
             retry_at = self.clock.now_ms() + ENGINE_ERROR_DELAY_MS
             await self.store.run(lambda tx: tx.release(item.item_id, owner, retry_at))
 
-    async def _invoke(self, item: QueueItem) -> Effects:
+    async def _invoke(self, item: QueueItem, snapshot: _Snapshot | None) -> Effects:
         owner = self.node_id
-        run, memo, events = await self.store.read(lambda tx: _load_run(tx, item.run_id))
+        if snapshot is None:
+            snapshot = await self.store.read(lambda tx: _load_run(tx, item.run_id))
+        run, memo, events = snapshot
         if run is None or run.status in FINAL_STATUSES:
             await self.store.run(lambda tx: tx.ack(item.item_id, owner, item.generation))
             return Effects()
@@ -388,11 +422,15 @@ class Engine:
             later = self.clock.now_ms() + UNAVAILABLE_DELAY_MS
             await self.store.run(lambda tx: tx.release(item.item_id, owner, later))
             return Effects()
-        await checkpointer.flush()
+        checkpoints = await checkpointer.take()
         done_at = self.clock.now_ms()
-        effects = await self.store.run(
-            lambda tx: self.transitions.apply(tx, run, spec, item, owner, result, done_at)
-        )
+
+        def commit(tx: Tx) -> Effects:
+            for work in checkpoints:
+                work(tx)
+            return self.transitions.apply(tx, run, spec, item, owner, result, done_at)
+
+        effects = await self._run_leasing(commit, done_at)
         if effects.ended is not None:
             for listener in self.run_listeners:
                 listener(run, effects.ended)
@@ -425,7 +463,10 @@ def _cron_unit(spec: FunctionSpec, source: str, tick_at: int, now: int, tx: Tx) 
     return new_cron_run(tx, spec, source, tick_at, now)
 
 
-def _load_run(tx: Tx, run_id: str) -> tuple[RunRecord | None, list[Any], list[dict[str, Any]]]:
+_Snapshot = tuple[RunRecord | None, list[MemoRecord], list[dict[str, Any]]]
+
+
+def _load_run(tx: Tx, run_id: str) -> _Snapshot:
     run = tx.get_run(run_id)
     if run is None:
         return None, [], []

@@ -1,0 +1,45 @@
+"""Direct dispatch: work a unit enqueues for *now* is leased to this node in the same commit.
+
+Without it, a new run would be committed, found again by the dispatcher's next claim (another
+commit), then started. With it, the event's own transaction leases the run's queue item to this
+node, and the engine starts it as soon as the commit returns. Another node could not have taken
+it anyway: it was leased before anyone could see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, cast
+
+from stepwell.store.base import Tx
+from stepwell.store.records import QueueItem
+
+DIRECT_KINDS = frozenset({"start", "continue"})
+
+
+class LeasingTx:
+    """A :class:`Tx` whose ``enqueue`` leases new, due invocation items to ``owner``."""
+
+    def __init__(self, tx: Tx, *, owner: str, now: int, lease_ms: int, capacity: int) -> None:
+        self._tx = tx
+        self._owner = owner
+        self._now = now
+        self._lease_ms = lease_ms
+        self._capacity = capacity
+        self.leased: list[QueueItem] = []
+
+    def enqueue(self, item: QueueItem) -> bool:
+        if item.kind in DIRECT_KINDS and item.available_at <= self._now and len(self.leased) < self._capacity:
+            leased = replace(item, lease_owner=self._owner, lease_expires_at=self._now + self._lease_ms)
+            if self._tx.enqueue(leased):
+                self.leased.append(leased)
+                return True
+            return False
+        return self._tx.enqueue(item)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+    def as_tx(self) -> Tx:
+        """This object typed as the :class:`Tx` it stands in for."""
+        return cast(Tx, self)
