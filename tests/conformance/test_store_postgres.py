@@ -195,14 +195,26 @@ async def test_connections_killed_while_idle_are_replaced_unseen(
     assert len(await store.read(lambda tx: tx.list_events("test/pg"))) == 3
 
 
+async def one_batch(store: PostgresStore, *works: Callable[[Tx], object]) -> Any:
+    """Submit ``works`` so that they share one batch: queued while the single writer is held.
+
+    Returns the awaitable of their outcomes (exceptions included).
+    """
+    gate = threading.Event()
+    held = asyncio.ensure_future(store.run(lambda tx: gate.wait(10)))
+    await asyncio.sleep(0.05)  # the writer is inside `held` now
+    calls = [asyncio.ensure_future(store.run(work)) for work in works]
+    await asyncio.sleep(0.01)  # each call has queued its unit
+    gate.set()
+    await held
+    return asyncio.gather(*calls, return_exceptions=True)
+
+
 async def test_a_batch_whose_connection_dies_fails_whole_and_the_next_reconnects(
     pg: Callable[..., PostgresStore],
 ) -> None:
     store = await opened(pg, writers=1)
-    gate, inside, resume = threading.Event(), threading.Event(), threading.Event()
-
-    def hold(tx: Tx) -> None:
-        gate.wait(10)  # keeps the single writer busy while the next batch queues up
+    inside, resume = threading.Event(), threading.Event()
 
     def dies_midway(tx: Tx) -> None:
         tx.insert_event(event(2))
@@ -210,25 +222,47 @@ async def test_a_batch_whose_connection_dies_fails_whole_and_the_next_reconnects
         resume.wait(10)
         tx.insert_event(event(3))  # the connection is gone by now
 
-    first = asyncio.ensure_future(store.run(hold))
-    await asyncio.sleep(0.05)
-    batch = [
-        store.run(lambda tx: tx.insert_event(event(1))),
-        store.run(dies_midway),
-        store.run(lambda tx: tx.insert_event(event(4))),
-    ]
-    gate.set()
-    await first
-    pending = asyncio.gather(*batch, return_exceptions=True)
+    outcomes = await one_batch(
+        store,
+        lambda tx: tx.insert_event(event(1)),
+        dies_midway,
+        lambda tx: tx.insert_event(event(4)),
+    )
     assert await asyncio.to_thread(inside.wait, 10)
     assert terminate(store) >= 1
     resume.set()
-    results = await asyncio.wait_for(pending, 30)
+    results = await asyncio.wait_for(outcomes, 30)
     assert all(isinstance(r, StoreError) and "could not commit" in str(r) for r in results)
 
     await store.run(lambda tx: tx.insert_event(event(5)))  # a fresh connection
     stored = await store.read(lambda tx: tx.list_events("test/pg"))
     assert [e.data["n"] for e in stored] == [5]  # nothing of the failed batch landed
+
+
+async def test_a_batch_whose_commit_fails_fails_every_unit(
+    pg: Callable[..., PostgresStore], pg_backend: Backend
+) -> None:
+    store = await opened(pg, writers=1)
+    admin = pg_connect(pg_backend.url)
+    try:  # a check PostgreSQL runs only at COMMIT
+        admin.run(
+            "CREATE FUNCTION refuse_666() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.tick_at = 666 THEN RAISE EXCEPTION 'tick 666 refused'; END IF; "
+            "RETURN NULL; END $$"
+        )
+        admin.run(
+            "CREATE CONSTRAINT TRIGGER refuse_666 AFTER INSERT ON cron_ticks "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_666()"
+        )
+    finally:
+        admin.close()
+    outcomes = await one_batch(
+        store, *(lambda tx, n=n: tx.claim_cron_tick("f", n) for n in (1, 666, 2))
+    )
+    results = await asyncio.wait_for(outcomes, 30)
+    assert all(isinstance(r, StoreError) and "666 refused" in str(r) for r in results)
+    assert await store.read(lambda tx: tx.last_cron_tick("f")) is None
+    assert await store.run(lambda tx: tx.claim_cron_tick("f", 3)) is True  # same connection
 
 
 async def test_a_unit_that_fails_alone_is_rolled_back_alone(
@@ -240,12 +274,10 @@ async def test_a_unit_that_fails_alone_is_rolled_back_alone(
         tx.insert_event(event(9))
         tx.insert_event(event(9))  # duplicate key: this unit fails, its batch does not
 
-    results = await asyncio.gather(
-        store.run(lambda tx: tx.insert_event(event(1))),
-        store.run(bad),
-        store.run(lambda tx: tx.insert_event(event(2))),
-        return_exceptions=True,
+    outcomes = await one_batch(
+        store, lambda tx: tx.insert_event(event(1)), bad, lambda tx: tx.insert_event(event(2))
     )
+    results = await asyncio.wait_for(outcomes, 30)
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], pg8000.native.DatabaseError)
     stored = await store.read(lambda tx: tx.list_events("test/pg"))
@@ -288,10 +320,10 @@ async def test_only_committed_due_work_of_other_nodes_wakes(
     # a notification that arrives between two waits is not lost
     [got] = await a.run(lambda tx: tx.claim(1, "a", LEASE, 1))
     await a.run(lambda tx: tx.release_all("a"))  # e.g. a node shutting down hands work back
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # delivered while nobody waits
     assert got.item_id == "own"
-    assert await b.wait_for_notify(0.01) is True
-    assert await b.wait_for_notify(0.01) is False
+    assert await b.wait_for_notify(5) is True
+    assert await b.wait_for_notify(0.01) is False  # and taken by that one wait
 
 
 async def test_the_listener_comes_back_after_its_connection_dies(

@@ -336,7 +336,6 @@ class PostgresStore:
     def __init__(self, url: str, *, writers: int = 2, readers: int = 4) -> None:
         if writers < 1 or readers < 1:
             raise ValueError("writers and readers must be >= 1")
-        self.url = url
         self.target = parse_url(url)
         self._writer_count = writers
         self._reader_count = readers
