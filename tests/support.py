@@ -6,13 +6,18 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
 import stepwell
+from stepwell.clock import SystemClock
 from stepwell.embedded import Embedded
 from stepwell.engine.api import build_app
+from stepwell.engine.drivers.http import HttpDriver
+from stepwell.engine.engine import Engine
+from stepwell.engine.sync import Syncer
 
 
 def free_port() -> int:
@@ -41,3 +46,58 @@ async def serve(apps: list[stepwell.App], db: Path, **kwargs: object) -> AsyncIt
         finally:
             server.should_exit = True
             await task
+
+
+@dataclass
+class Served:
+    engine: Engine
+    syncer: Syncer
+    url: str
+
+
+@asynccontextmanager
+async def uvicorn_app(app: object, port: int) -> AsyncIterator[None]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )  # type: ignore[arg-type]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def engine_server(
+    db: Path,
+    *,
+    signing_key: str | None = None,
+    fallback: str | None = None,
+    event_keys: list[str] | None = None,
+    retry_interval_ms: int | None = 200,
+) -> AsyncIterator[Served]:
+    port = free_port()
+    kind = "cloud" if signing_key else "dev"
+    http = HttpDriver(SystemClock(), signing_key=signing_key, signing_key_fallback=fallback)
+    async with Embedded([], db=str(db), http=http, retry_interval_ms=retry_interval_ms) as embedded:
+        syncer = Syncer(
+            embedded.engine,
+            server_kind=kind,
+            signing_key=signing_key,
+            signing_key_fallback=fallback,
+        )
+        keys = [k for k in (signing_key, fallback) if k]
+        api = build_app(
+            embedded.engine,
+            event_keys=event_keys,
+            signing_keys=keys,
+            server_kind=kind,
+            syncer=syncer,
+        )
+        async with uvicorn_app(api, port):
+            yield Served(embedded.engine, syncer, f"http://127.0.0.1:{port}")

@@ -17,10 +17,10 @@ from types import TracebackType
 from typing import IO
 
 from stepwell.clock import Clock
+from stepwell.engine.drivers.base import Driver
 from stepwell.engine.engine import Engine
 from stepwell.errors import StoreError
 from stepwell.sdk.app import App
-from stepwell.engine.drivers.base import Driver
 from stepwell.store import open_store
 from stepwell.store.sqlite import SqliteStore
 
@@ -37,6 +37,7 @@ class Embedded:
         concurrency: invocations run at once.
         loops: run the dispatch loop (False: drive ``engine.tick`` / ``run_until_idle`` yourself).
         http: the driver for apps served over HTTP, if any are synced.
+        retry_interval_ms: a fixed delay between attempts instead of the exponential schedule.
     """
 
     def __init__(
@@ -48,13 +49,20 @@ class Embedded:
         concurrency: int = 64,
         loops: bool = True,
         http: Driver | None = None,
+        retry_interval_ms: int | None = None,
     ) -> None:
         self.apps = list(apps)
         self.db = db
         store = open_store(db)
         # A SQLite file belongs to one engine at a time; a server database is shared by nodes.
         self._sqlite_path = store.path if isinstance(store, SqliteStore) else None
-        self.engine = Engine(store, clock=clock, concurrency=concurrency, http=http)
+        self.engine = Engine(
+            store,
+            clock=clock,
+            concurrency=concurrency,
+            http=http,
+            retry_interval_ms=retry_interval_ms,
+        )
         self._loops = loops
         self._lock: IO[bytes] | None = None
 

@@ -30,20 +30,168 @@ def main() -> None:
     default=".stepwell/dev.db",
     show_default=True,
     envvar="STEPWELL_DB",
-    help="SQLite file holding all state.",
+    help="SQLite file (or database URL) holding all state.",
 )
-def dev(app_refs: tuple[str, ...], host: str, port: int, db: str) -> None:
-    """Run the engine, its HTTP API and APP_REFs in one process.
+@click.option(
+    "-u",
+    "--sdk-url",
+    "sdk_urls",
+    multiple=True,
+    envvar="STEPWELL_SDK_URL",
+    help="An app's serve URL to sync (repeatable), e.g. http://localhost:3000/api/inngest.",
+)
+@click.option("--no-discovery", is_flag=True, help="Do not look for apps on the usual local ports.")
+@click.option(
+    "--poll-interval",
+    default=5.0,
+    show_default=True,
+    type=float,
+    help="Seconds between re-syncs of apps; 0 syncs once.",
+)
+@click.option(
+    "--retry-interval",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="Seconds between attempts, instead of the exponential backoff schedule.",
+)
+def dev(
+    app_refs: tuple[str, ...],
+    host: str,
+    port: int,
+    db: str,
+    sdk_urls: tuple[str, ...],
+    no_discovery: bool,
+    poll_interval: float,
+    retry_interval: float | None,
+) -> None:
+    """Run the engine, its HTTP API and APP_REFs in one process (dev mode: no keys).
 
-    APP_REF is a file (app.py, app.py:attr) or a module (package.module:attr).
+    APP_REF is a file (app.py, app.py:attr) or a module (package.module:attr). Apps served over
+    HTTP (an official Inngest SDK, or stepwell's served SDK) are synced from --sdk-url.
     """
-    from stepwell.cli.devserver import run_dev
+    from stepwell.cli.server import ServerOptions
 
+    _serve(
+        ServerOptions(
+            host=host,
+            port=port,
+            database=db,
+            sdk_urls=sdk_urls,
+            discovery=not no_discovery,
+            poll_s=poll_interval,
+            retry_interval_s=retry_interval,
+            app_refs=app_refs,
+        )
+    )
+
+
+@main.command()
+@click.argument("app_refs", nargs=-1, metavar="[APP_REF]...")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="STEPWELL_HOST")
+@click.option("--port", default=8288, show_default=True, envvar="STEPWELL_PORT", type=int)
+@click.option(
+    "--database",
+    default=".stepwell/stepwell.db",
+    show_default=True,
+    envvar="STEPWELL_DATABASE",
+    help="SQLite file or postgresql:// URL.",
+)
+@click.option(
+    "--signing-key",
+    envvar="STEPWELL_SIGNING_KEY",
+    help="signkey-<env>-<hex>: signs requests to apps, authenticates SDKs and the REST API.",
+)
+@click.option(
+    "--signing-key-fallback",
+    envvar="STEPWELL_SIGNING_KEY_FALLBACK",
+    help="The previous signing key, accepted during rotation.",
+)
+@click.option(
+    "--event-key",
+    "event_keys",
+    multiple=True,
+    envvar="STEPWELL_EVENT_KEY",
+    help="A key accepted by POST /e/{key} (repeatable; at least one).",
+)
+@click.option(
+    "-u",
+    "--sdk-url",
+    "sdk_urls",
+    multiple=True,
+    envvar="STEPWELL_SDK_URL",
+    help="An app's serve URL to sync (repeatable).",
+)
+@click.option(
+    "--poll-interval",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="Seconds between re-syncs of --sdk-url apps; 0 syncs once.",
+)
+@click.option(
+    "--retry-interval",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="Seconds between attempts, instead of the exponential backoff schedule.",
+)
+def start(
+    app_refs: tuple[str, ...],
+    host: str,
+    port: int,
+    database: str,
+    signing_key: str | None,
+    signing_key_fallback: str | None,
+    event_keys: tuple[str, ...],
+    sdk_urls: tuple[str, ...],
+    poll_interval: float,
+    retry_interval: float | None,
+) -> None:
+    """Run in production mode: signed requests, event keys, authenticated API."""
+    from stepwell.cli.server import ServerOptions
+    from stepwell.errors import ConfigError
+    from stepwell.protocol.signing import validate_signing_key
+
+    if not signing_key:
+        raise click.UsageError(
+            "production mode needs --signing-key (or STEPWELL_SIGNING_KEY), "
+            "e.g. signkey-prod-$(openssl rand -hex 32)"
+        )
+    if not event_keys:
+        raise click.UsageError(
+            "production mode needs at least one --event-key (or STEPWELL_EVENT_KEY)"
+        )
+    try:
+        for key in filter(None, (signing_key, signing_key_fallback)):
+            validate_signing_key(key)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    _serve(
+        ServerOptions(
+            host=host,
+            port=port,
+            database=database,
+            production=True,
+            signing_key=signing_key,
+            signing_key_fallback=signing_key_fallback,
+            event_keys=event_keys,
+            sdk_urls=sdk_urls,
+            discovery=False,
+            poll_s=poll_interval,
+            retry_interval_s=retry_interval,
+            app_refs=app_refs,
+        )
+    )
+
+
+def _serve(options: object) -> None:
+    from stepwell.cli.server import ServerOptions, run_server
+
+    assert isinstance(options, ServerOptions)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(run_dev(app_refs, host=host, port=port, db=db))
+        asyncio.run(run_server(options))
     except StepwellError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

@@ -61,6 +61,7 @@ class Engine:
         node_id: this node's lease owner id; default: a new ULID.
         rng: randomness for backoff jitter.
         http: the driver for apps served over HTTP (synced through ``/fn/register``).
+        retry_interval_ms: a fixed delay between attempts instead of the exponential schedule.
 
     Attributes:
         run_listeners: called with ``(run, status)`` after a run invoked on this node ended.
@@ -76,6 +77,7 @@ class Engine:
         node_id: str | None = None,
         rng: random.Random | None = None,
         http: Driver | None = None,
+        retry_interval_ms: int | None = None,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -84,7 +86,7 @@ class Engine:
         self.node_id = node_id or new_id()
         self.registry = Registry()
         self.router = Router(self.registry)
-        self.transitions = Transitions(self.router, rng)
+        self.transitions = Transitions(self.router, rng, retry_interval_ms)
         self.drivers: dict[str, Driver] = {}
         self.http = http
         self.apps: dict[str, AppRecord] = {}
@@ -281,6 +283,10 @@ class Engine:
 
     # -- dispatch --------------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Make the dispatch loop look for due work now (after writing to the store directly)."""
+        self._wake.set()
+
     async def tick(self, now: int | None = None) -> int:
         """One dispatch iteration: fire due cron ticks, claim due items and start them.
 
@@ -322,7 +328,7 @@ class Engine:
         while self._running:
             self._wake.clear()
             try:
-                claimed = await self.tick()
+                await self.tick()
             except Exception:
                 log.exception("dispatch iteration failed; retrying")
                 await asyncio.sleep(1)

@@ -29,8 +29,14 @@ class LeasingTx:
         self.leased: list[QueueItem] = []
 
     def enqueue(self, item: QueueItem) -> bool:
-        if item.kind in DIRECT_KINDS and item.available_at <= self._now and len(self.leased) < self._capacity:
-            leased = replace(item, lease_owner=self._owner, lease_expires_at=self._now + self._lease_ms)
+        if (
+            item.kind in DIRECT_KINDS
+            and item.available_at <= self._now
+            and len(self.leased) < self._capacity
+        ):
+            leased = replace(
+                item, lease_owner=self._owner, lease_expires_at=self._now + self._lease_ms
+            )
             if self._tx.enqueue(leased):
                 self.leased.append(leased)
                 return True

@@ -58,9 +58,13 @@ class Effects:
 class Transitions:
     """Applies outcomes to runs. Holds the router, to route the system events it emits."""
 
-    def __init__(self, router: Router, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, router: Router, rng: random.Random | None = None, retry_interval_ms: int | None = None
+    ) -> None:
         self.router = router
         self.rng = rng or random.Random()
+        # None: Inngest's exponential schedule; a number: that fixed delay between attempts.
+        self.retry_interval_ms = retry_interval_ms
         router.cancel = self.cancel
 
     def cancel(self, tx: Tx, run_id: str, now: int, reason: str) -> bool:
@@ -145,11 +149,12 @@ class Transitions:
                 tx, run, "Failed", now, error=error or {"name": "Error", "message": "failed"}
             )
             return Effects(wake=True, ended="Failed")
-        delay = (
-            retry_after_ms
-            if retry_after_ms is not None
-            else backoff_ms(run.attempt, random=self.rng)
-        )
+        if retry_after_ms is not None:
+            delay = retry_after_ms
+        elif self.retry_interval_ms is not None:
+            delay = self.retry_interval_ms
+        else:
+            delay = backoff_ms(run.attempt, random=self.rng)
         delay = min(max(delay, 0), 24 * 3600 * 1000)
         tx.set_run_attempt(run.run_id, attempt)
         tx.release(item.item_id, owner, now + delay)

@@ -1,0 +1,226 @@
+"""The engine's side of Inngest's call protocol: request bodies out, responses in.
+
+Pure functions of values (PROTOCOL.md §1.4–§1.7); the HTTP driver does the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from stepwell.errors import ConfigError
+from stepwell.protocol.durations import parse_duration, parse_time
+from stepwell.protocol.ops import (
+    CallRequest,
+    CallResult,
+    InvokeFunction,
+    Sleep,
+    StepError,
+    StepFailed,
+    StepOp,
+    StepPlanned,
+    StepRun,
+    WaitForEvent,
+)
+
+RUN_COMPLETE = "RunComplete"
+MAX_RETRY_AFTER_MS = 24 * 3600 * 1000
+
+
+def call_body(request: CallRequest, *, version: int = -1) -> dict[str, Any]:
+    """The JSON body of a call request (PROTOCOL.md §1.4).
+
+    ``ctx.fn_id`` is left out on purpose: its presence turns on the TS SDK's async
+    checkpointing, which needs ``/v1/checkpoint`` (§1.11).
+    """
+    stack = list(request.stack)
+    events = [_event(e) for e in request.events] or [_event(request.event)]
+    return {
+        "event": _event(request.event),
+        "events": events,
+        "steps": dict(request.memo),
+        "version": version,
+        "use_api": False,
+        "ctx": {
+            "run_id": request.run_id,
+            "attempt": request.attempt,
+            "max_attempts": request.max_attempts,
+            "disable_immediate_execution": request.disable_immediate_execution,
+            "use_api": False,
+            "stack": {"stack": stack, "current": len(stack)},
+            "step_id": request.target_step or "step",
+            "env": "",
+        },
+    }
+
+
+def _event(event: Mapping[str, Any]) -> dict[str, Any]:
+    # The Python SDK validates strictly: ts must be an integer, data an object, user present.
+    wire = dict(event)
+    wire["data"] = wire.get("data") or {}
+    wire["user"] = wire.get("user") or {}
+    if "ts" in wire and wire["ts"] is not None:
+        wire["ts"] = int(wire["ts"])
+    return wire
+
+
+def decode_response(
+    status: int, headers: Mapping[str, str], body: bytes, *, now_ms: int
+) -> CallResult:
+    """Turn an SDK's answer into a :class:`CallResult` (PROTOCOL.md §1.5)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    if 200 <= status < 300 and "x-inngest-sdk" not in lower:
+        return _failure(
+            f"the response ({status}) did not come from an Inngest SDK: is the app's URL right?",
+            retriable=True,
+        )
+    if status == 201:
+        return _decode_stream(body, now_ms=now_ms)
+    payload = _json(body)
+    no_retry = lower.get("x-inngest-no-retry", "false").strip().lower() == "true"
+    retry_after = _retry_after_ms(lower.get("retry-after"), now_ms)
+    if status == 200:
+        return CallResult(done=True, output=payload)
+    if status == 206:
+        items = payload if isinstance(payload, list) else [payload]
+        return _decode_ops(items, no_retry=no_retry, retry_after=retry_after)
+    if status == 401:
+        return _failure("the app refused the request signature (401): check the signing keys", True)
+    error = _error(payload, status)
+    return CallResult(done=True, error=error, retriable=not no_retry, retry_after_ms=retry_after)
+
+
+def _decode_stream(body: bytes, *, now_ms: int) -> CallResult:
+    text = body.decode(errors="replace").strip()
+    try:
+        final = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _failure("the streamed response ended without its final JSON object", True)
+    inner = final.get("body", "")
+    raw = inner.encode() if isinstance(inner, str) else orjson.dumps(inner)
+    headers = {str(k): str(v) for k, v in (final.get("headers") or {}).items()}
+    headers.setdefault("x-inngest-sdk", "streamed")
+    return decode_response(int(final.get("status", 500)), headers, raw, now_ms=now_ms)
+
+
+def _decode_ops(items: Sequence[Any], *, no_retry: bool, retry_after: int | None) -> CallResult:
+    ops: list[StepOp] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            return _failure(f"a 206 body held a non-object op: {item!r}"[:300], True)
+        if item.get("op") == RUN_COMPLETE:
+            return CallResult(done=True, output=item.get("data"))
+        op = decode_op(item, no_retry=no_retry, retry_after=retry_after)
+        if op is not None:
+            ops.append(op)
+    return CallResult(done=False, ops=tuple(ops))
+
+
+def decode_op(item: Mapping[str, Any], *, no_retry: bool, retry_after: int | None) -> StepOp | None:
+    """One op object of a 206 body; None for ops that ask nothing of the engine."""
+    code = item.get("op")
+    key = str(item.get("id", ""))
+    step_id = _step_id(item)
+    opts = item.get("opts") or {}
+    if code in ("StepRun", "Step"):
+        return StepRun(key, step_id, _unwrap_data(item.get("data")))
+    if code == "StepPlanned":
+        return StepPlanned(key, step_id)
+    if code == "StepError":
+        error = _error(item.get("error"), 500)
+        return StepError(key, step_id, error, retriable=not no_retry, retry_after_ms=retry_after)
+    if code == "StepFailed":
+        return StepFailed(key, step_id, _error(item.get("error"), 500))
+    if code == "Sleep":
+        return _sleep(key, step_id, opts.get("duration") or item.get("name"))
+    if code == "WaitForEvent":
+        event = opts.get("event") or item.get("name")
+        timeout = parse_duration(opts.get("timeout") or "366d", field="waitForEvent timeout")
+        return WaitForEvent(key, step_id, str(event), timeout, opts.get("if") or None)
+    if code == "InvokeFunction":
+        payload = opts.get("payload") or {}
+        invoke_timeout = opts.get("timeout")
+        timeout_ms = (
+            parse_duration(invoke_timeout, field="invoke timeout")
+            if invoke_timeout
+            else 366 * 86_400_000
+        )
+        return InvokeFunction(
+            key,
+            step_id,
+            str(opts.get("function_id", "")),
+            dict(payload.get("data") or {}),
+            timeout_ms,
+            dict(payload.get("user") or {}),
+        )
+    return None
+
+
+def _sleep(key: str, step_id: str, value: Any) -> Sleep:
+    text = str(value or "0s")
+    try:
+        return Sleep(key, step_id, duration_ms=parse_duration(text, field="sleep"))
+    except ConfigError:
+        return Sleep(key, step_id, until_ms=parse_time(_iso(text), field="sleep"))
+
+
+def _iso(text: str) -> str:
+    # Inngest's SDKs send absolute sleeps as ISO-8601 UTC with a "Z".
+    return text.replace("Z", "+00:00") if text.endswith("Z") else text
+
+
+def _step_id(item: Mapping[str, Any]) -> str:
+    userland = item.get("userland") or {}
+    return str(
+        userland.get("id") or item.get("displayName") or item.get("name") or item.get("id", "")
+    )
+
+
+def _unwrap_data(data: Any) -> Any:
+    # StepRun data is never wrapped; the legacy "Step" op sometimes is.
+    if isinstance(data, Mapping) and set(data) == {"data"}:
+        return data["data"]
+    return data
+
+
+def _error(payload: Any, status: int) -> dict[str, Any]:
+    if isinstance(payload, Mapping):
+        name = payload.get("name") or payload.get("code") or "Error"
+        message = payload.get("message") or payload.get("error") or f"the app answered {status}"
+        error: dict[str, Any] = {"name": str(name), "message": str(message)}
+        if payload.get("stack"):
+            error["stack"] = str(payload["stack"])
+        return error
+    return {"name": "Error", "message": f"the app answered {status}: {str(payload)[:500]}"}
+
+
+def _failure(message: str, retriable: bool) -> CallResult:
+    return CallResult(
+        done=True, error={"name": "HTTPDriverError", "message": message}, retriable=retriable
+    )
+
+
+def _json(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode(errors="replace")
+
+
+def _retry_after_ms(value: str | None, now_ms: int) -> int | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        if len(value) <= 7 and value.isdigit():
+            delay = int(value) * 1000
+        else:
+            delay = int(datetime.fromisoformat(_iso(value)).timestamp() * 1000) - now_ms
+    except ValueError:
+        return None
+    return min(max(delay, 1000), MAX_RETRY_AFTER_MS)
