@@ -123,7 +123,7 @@ class Function:
             "logger": ReplayAwareLogger(self.app.logger, ex, request.run_id),
         }
         if self.is_async:
-            return await self.handler(Context(step=step, **common))
+            return await self.handler(Context(step=step, **common))  # type: ignore[arg-type]
         # A `def` handler runs in a worker thread with blocking steps (sdk/sync_step.py).
         sync_ctx = SyncContext(step=SyncStep(step, asyncio.get_running_loop()), **common)
         return await asyncio.to_thread(self.handler, sync_ctx)  # type: ignore[arg-type]
