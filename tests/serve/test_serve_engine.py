@@ -1,0 +1,111 @@
+"""The engine's HTTP driver runs functions served by stepwell's SDK, as it runs the official SDKs'."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import fastapi
+import pytest
+
+import stepwell
+from stepwell.sdk import serve
+
+support = pytest.importorskip("tests.support")
+
+KEY = "signkey-prod-" + "ab" * 32
+
+app = stepwell.App("served-e2e")
+
+
+@app.function("sequential", trigger="e2e/go")
+async def sequential(ctx: stepwell.Context) -> str:
+    a = await ctx.step.run("a", lambda: "A")
+    return await ctx.step.run("b", lambda: a + "B")
+
+
+@app.function("parallel", trigger="e2e/parallel")
+async def parallel(ctx: stepwell.Context) -> list[Any]:
+    return list(
+        await ctx.step.parallel(
+            lambda: ctx.step.run("p1", lambda: 1), lambda: ctx.step.run("p2", lambda: 2)
+        )
+    )
+
+
+@app.function("notify", trigger="e2e/notify")
+async def notify(ctx: stepwell.Context) -> int:
+    ids = await ctx.step.send_event(
+        "fan", [stepwell.Event("e2e/noted", {"n": n}) for n in range(2)]
+    )
+    return len(ids)
+
+
+@app.function("child")
+async def child(ctx: stepwell.Context) -> Any:
+    return ctx.event.data["x"] * 2
+
+
+@app.function("invoker", trigger="e2e/invoke")
+async def invoker(ctx: stepwell.Context) -> Any:
+    await ctx.step.sleep("nap", "1s")
+    return await ctx.step.invoke("call", "child", {"x": 21})
+
+
+@app.function("fatal", trigger="e2e/fatal", retries=1)
+async def fatal(ctx: stepwell.Context) -> None:
+    await ctx.step.run("fail", _fail)
+
+
+def _fail() -> None:
+    raise ValueError("always")
+
+
+async def _finished(engine: Any, event_id: str, timeout: float = 20) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        runs = await engine.store.read(lambda tx: tx.runs_for_event(event_id))
+        if runs and all(r.status in {"Completed", "Failed", "Cancelled"} for r in runs):
+            return runs[0]
+        assert asyncio.get_running_loop().time() < deadline, f"run did not finish: {runs}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["dev", "cloud"])
+async def test_the_engine_drives_a_served_app(tmp_path: Path, mode: str) -> None:
+    key = KEY if mode == "cloud" else None
+    async with support.engine_server(
+        tmp_path / "e2e.db", signing_key=key, event_keys=["ek"] if key else None
+    ) as served:
+        web = fastapi.FastAPI()
+        serve.fastapi(
+            web,
+            app,
+            mode=mode,
+            signing_key=key,
+            api_base_url=served.url,
+            event_api_base_url=served.url,
+            event_key="ek",
+        )
+        port = support.free_port()
+        async with support.uvicorn_app(web, port):
+            state = await served.syncer.sync(f"http://127.0.0.1:{port}/api/stepwell")
+            assert state.ok, state.error
+            engine = served.engine
+
+            async def run(name: str) -> Any:
+                [event_id] = await engine.send_wire([{"name": name, "data": {}}])
+                return await _finished(engine, event_id)
+
+            done = await run("e2e/go")
+            assert (done.status, done.output) == ("Completed", "AB")
+            done = await run("e2e/parallel")
+            assert (done.status, done.output) == ("Completed", [1, 2])
+            done = await run("e2e/notify")
+            assert (done.status, done.output) == ("Completed", 2)
+            done = await run("e2e/invoke")
+            assert (done.status, done.output) == ("Completed", 42)
+            done = await run("e2e/fatal")
+            assert done.status == "Failed"
