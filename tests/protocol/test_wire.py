@@ -301,7 +301,7 @@ def test_a_finished_handler_is_200_with_its_output() -> None:
     assert orjson.loads(raw) == {"ok": True}
 
 
-@pytest.mark.parametrize("output", [None, "AB", 3, [1, "x"], {"a": {"b": None}}])
+@pytest.mark.parametrize("output", [None, "AB", 3, [1, "x"], {"a": {"b": None}}, 2**70, "é"])
 def test_any_json_output_round_trips(output: Any) -> None:
     _, _, raw = encode_result(CallResult(done=True, output=output))
     assert orjson.loads(raw) == output

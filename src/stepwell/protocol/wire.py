@@ -8,6 +8,7 @@ the official SDKs answer: 200 with the function's output, 206 with an array of o
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -253,4 +254,8 @@ def _retry_after(headers: dict[str, str], delay_ms: int | None) -> None:
 
 
 def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        # orjson stops at 64-bit integers; the standard library writes any integer.
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
