@@ -94,10 +94,19 @@ class RunCheckpointer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        while self._inflight is not None:
-            await self._inflight
+        while (inflight := self._inflight) is not None:
+            await self._wait(inflight)
         works, self._buffer = self._buffer, []
         return works
+
+    async def _wait(self, inflight: asyncio.Future[Any]) -> None:
+        # Awaiting a finished future does not yield to the loop, so its done callback may not
+        # have run yet: clear it here, or the caller's loop would spin.
+        try:
+            await inflight
+        finally:
+            if self._inflight is inflight:
+                self._inflight = None
 
     async def send_events(
         self, key: str, step_id: str, events: Sequence[Mapping[str, Any]]
@@ -128,7 +137,7 @@ class RunCheckpointer:
             if self._inflight is None:
                 self._submit()
             assert self._inflight is not None
-            await self._inflight
+            await self._wait(self._inflight)
 
 
 class _AlreadySent(Exception):
