@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.support import serve
 
 import stepwell
+from tests.support import serve
 
 
 @pytest.fixture

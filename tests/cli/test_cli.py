@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner
-from tests.support import serve
 
 import stepwell
 from stepwell.cli.main import main
+from tests.support import serve
 
 app = stepwell.App("cli")
 

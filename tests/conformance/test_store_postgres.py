@@ -13,7 +13,6 @@ from typing import Any
 
 import pg8000.native
 import pytest
-from tests.conformance.conftest import Backend, pg_connect
 
 from stepwell.errors import StoreError
 from stepwell.store import open_store
@@ -22,6 +21,7 @@ from stepwell.store.migrations import discover
 from stepwell.store.postgres import PostgresStore, Target, parse_url
 from stepwell.store.records import EventRecord, QueueItem, RunFilter
 from stepwell.store.sql import POSTGRES, SqlTx
+from tests.conformance.conftest import Backend, pg_connect
 
 LEASE = 30_000
 

@@ -7,10 +7,10 @@ import asyncio
 
 import httpx
 import pytest
-from tests.http.test_official_python_sdk import build
-from tests.support import free_port, uvicorn_app
 
 from stepwell.protocol.signing import bearer_token
+from tests.http.test_official_python_sdk import build
+from tests.support import free_port, uvicorn_app
 
 OLD = "signkey-prod-" + "11" * 32
 NEW = "signkey-prod-" + "22" * 32

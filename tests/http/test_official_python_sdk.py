@@ -11,6 +11,7 @@ import fastapi
 import inngest
 import inngest.fast_api
 import pytest
+
 from tests.support import free_port, uvicorn_app
 
 SEEN: dict[str, list[Any]] = {}

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.official.harness import (
     FAILURE_HANDLER_IDS,
     FUNCTION_IDS,

@@ -14,6 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+
+from stepwell.engine.engine import Engine
+from stepwell.engine.transitions import new_cron_run
+from stepwell.store.records import RunRecord
 from tests.official.harness import (
     NEXTJS_APP_ID,
     PY_APP_ID,
@@ -23,10 +27,6 @@ from tests.official.harness import (
     start_py_inngest,
 )
 from tests.support import engine_server, free_port
-
-from stepwell.engine.engine import Engine
-from stepwell.engine.transitions import new_cron_run
-from stepwell.store.records import RunRecord
 
 pytestmark = pytest.mark.official
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.support import serve
 
 import stepwell
 from stepwell.errors import EventError
+from tests.support import serve
 
 app = stepwell.App("send")
 

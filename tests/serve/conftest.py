@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from tests.serve.engine_role import Served
 from tests.serve.served_app import app
 from tests.serve.servers import ADAPTERS, Recorder, uvicorn_thread, wsgi_thread

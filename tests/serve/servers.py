@@ -15,10 +15,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from tests.serve.engine_role import EVENT_KEY, FALLBACK, KEY
 
 import stepwell
 from stepwell.sdk import serve
+from tests.serve.engine_role import EVENT_KEY, FALLBACK, KEY
 
 
 def free_port() -> int:
@@ -187,9 +187,9 @@ def build_flask(app: stepwell.App, recorder: Recorder) -> Any:
 def configure_django(app: stepwell.App, recorder: Recorder) -> None:
     import django
     from django.conf import settings
-    from tests.serve import django_urls
 
     from stepwell.sdk.serve.django import urls
+    from tests.serve import django_urls
 
     if not settings.configured:
         settings.configure(

@@ -10,9 +10,6 @@ import time
 from typing import Any
 
 import pytest
-from tests.serve.engine_role import KEY, call_body, fn, h
-from tests.serve.served_app import app
-from tests.serve.servers import Recorder, free_port
 
 import stepwell
 from stepwell.protocol.canonical_json import canonical_json
@@ -21,6 +18,9 @@ from stepwell.sdk import serve
 from stepwell.sdk.client import HttpEventSender
 from stepwell.sdk.serve import ServeHandler, ServeRequest, ServeResponse
 from stepwell.sdk.serve._loop import LoopThread
+from tests.serve.engine_role import KEY, call_body, fn, h
+from tests.serve.served_app import app
+from tests.serve.servers import Recorder, free_port
 
 URL = "http://app.local:8000/api/stepwell"
 

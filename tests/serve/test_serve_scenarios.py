@@ -13,6 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from stepwell.protocol.canonical_json import canonical_json
+from stepwell.protocol.signing import bearer_token, sign, verify_signature
 from tests.serve.engine_role import (
     APP_ID,
     EVENT_KEY,
@@ -27,9 +30,6 @@ from tests.serve.engine_role import (
 )
 from tests.serve.served_app import app as served_app
 from tests.serve.servers import Recorder
-
-from stepwell.protocol.canonical_json import canonical_json
-from stepwell.protocol.signing import bearer_token, sign, verify_signature
 
 Scenario = Callable[[Served, Recorder], None]
 
