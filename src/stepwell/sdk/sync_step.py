@@ -55,31 +55,53 @@ class SyncStep:
         self._wait(self._step.sleep_until(step_id, when))
 
     def wait_for_event(
-        self, step_id: str, *, event: str, timeout: timedelta | str | int | float,
-        match: str | None = None, if_exp: str | None = None,
+        self,
+        step_id: str,
+        *,
+        event: str,
+        timeout: timedelta | str | int | float,
+        match: str | None = None,
+        if_exp: str | None = None,
     ) -> Event | None:
         """See :meth:`Step.wait_for_event`."""
-        return self._wait(self._step.wait_for_event(step_id, event=event, timeout=timeout, match=match, if_exp=if_exp))
+        return self._wait(
+            self._step.wait_for_event(
+                step_id, event=event, timeout=timeout, match=match, if_exp=if_exp
+            )
+        )
 
     def send_event(self, step_id: str, events: EventsLike | Sequence[EventsLike]) -> list[str]:
         """See :meth:`Step.send_event`."""
         return self._wait(self._step.send_event(step_id, events))
 
     def invoke(
-        self, step_id: str, function: Function | str,
-        data: Mapping[str, Any] | EventModel | None = None, *,
-        timeout: timedelta | str | int | float = "1d", app_id: str | None = None,
+        self,
+        step_id: str,
+        function: Function | str,
+        data: Mapping[str, Any] | EventModel | None = None,
+        *,
+        timeout: timedelta | str | int | float = "1d",
+        app_id: str | None = None,
     ) -> Any:
         """See :meth:`Step.invoke`."""
-        return self._wait(self._step.invoke(step_id, function, data, timeout=timeout, app_id=app_id))
+        return self._wait(
+            self._step.invoke(step_id, function, data, timeout=timeout, app_id=app_id)
+        )
 
 
 class SyncContext:
     """The context of a ``def`` handler: as :class:`~stepwell.Context`, with blocking steps."""
 
     def __init__(
-        self, *, event: Event, events: Sequence[Event], data: EventModel | dict[str, Any],
-        run_id: str, function_id: str, attempt: int, step: SyncStep,
+        self,
+        *,
+        event: Event,
+        events: Sequence[Event],
+        data: EventModel | dict[str, Any],
+        run_id: str,
+        function_id: str,
+        attempt: int,
+        step: SyncStep,
         logger: logging.LoggerAdapter[logging.Logger],
     ) -> None:
         self.event = event
