@@ -7,6 +7,7 @@ errors. Every error names the function and the field.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,9 +100,31 @@ class FunctionSpec:
         return self.retries + 1
 
 
+FLOW_CONTROL = (
+    "concurrency",
+    "throttle",
+    "rateLimit",
+    "debounce",
+    "batchEvents",
+    "priority",
+    "singleton",
+    "idempotency",
+    "timeouts",
+)
+
+log = logging.getLogger("stepwell.registry")
+
+
 def parse_function(app_id: str, raw: Mapping[str, Any], *, version: int = 0) -> FunctionSpec:
     """Validate one ``FunctionConfig``; raise :class:`ConfigError` naming function and field."""
     fid = str(raw.get("id") or "?")
+    unenforced = [k for k in FLOW_CONTROL if raw.get(k) not in (None, [], {})]
+    if unenforced:
+        log.warning(
+            "function %s: %s not enforced yet; runs start without those limits",
+            fid,
+            ", ".join(unenforced),
+        )
     try:
         cfg = _FunctionIn.model_validate(raw)
     except ValidationError as exc:
