@@ -156,7 +156,7 @@ async def main() -> None:
                     if not state.ok:
                         raise RuntimeError(f"{mode}: sync failed: {state.error}")
                     results[mode] = await _measure(
-                        engine, lambda: engine.send_wire([{"name": "bench/w1", "data": {}}])
+                        engine, lambda e=engine: e.send_wire([{"name": "bench/w1", "data": {}}])
                     )
     print(f"W1 per-step overhead, one run of {STEPS} steps, median of {RUNS} runs:")
     for mode, ms in results.items():
