@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from stepwell.protocol.signing import bearer_token
-from tests.http.test_official_python_sdk import build
+from tests.http.official_app import build
 from tests.support import free_port, uvicorn_app
 
 OLD = "signkey-prod-" + "11" * 32
