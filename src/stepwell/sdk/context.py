@@ -22,7 +22,30 @@ class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
         return not self._execution.replaying and self.logger.isEnabledFor(level)
 
 
-class Context:
+class RunView:
+    """What every handler sees of its run (the step API is added by :class:`Context`)."""
+
+    def __init__(
+        self,
+        *,
+        event: Event,
+        events: Sequence[Event],
+        data: EventModel | dict[str, Any],
+        run_id: str,
+        function_id: str,
+        attempt: int,
+        logger: logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        self.event = event
+        self.events = list(events)
+        self.data = data
+        self.run_id = run_id
+        self.function_id = function_id
+        self.attempt = attempt
+        self.logger = logger
+
+
+class Context(RunView):
     """The handler's view of its run.
 
     Attributes:
@@ -37,23 +60,6 @@ class Context:
         logger: a logger muted during replay.
     """
 
-    def __init__(
-        self,
-        *,
-        event: Event,
-        events: Sequence[Event],
-        data: EventModel | dict[str, Any],
-        run_id: str,
-        function_id: str,
-        attempt: int,
-        step: Step,
-        logger: logging.LoggerAdapter[logging.Logger],
-    ) -> None:
-        self.event = event
-        self.events = list(events)
-        self.data = data
-        self.run_id = run_id
-        self.function_id = function_id
-        self.attempt = attempt
+    def __init__(self, *, step: Step, **view: Any) -> None:
+        super().__init__(**view)
         self.step = step
-        self.logger = logger

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from stepwell.sdk.context import RunView
 from stepwell.sdk.events import Event, EventModel
 from stepwell.sdk.interrupts import Interrupt
 from stepwell.sdk.step import EventsLike, Step
@@ -89,26 +89,9 @@ class SyncStep:
         )
 
 
-class SyncContext:
+class SyncContext(RunView):
     """The context of a ``def`` handler: as :class:`~stepwell.Context`, with blocking steps."""
 
-    def __init__(
-        self,
-        *,
-        event: Event,
-        events: Sequence[Event],
-        data: EventModel | dict[str, Any],
-        run_id: str,
-        function_id: str,
-        attempt: int,
-        step: SyncStep,
-        logger: logging.LoggerAdapter[logging.Logger],
-    ) -> None:
-        self.event = event
-        self.events = list(events)
-        self.data = data
-        self.run_id = run_id
-        self.function_id = function_id
-        self.attempt = attempt
+    def __init__(self, *, step: SyncStep, **view: Any) -> None:
+        super().__init__(**view)
         self.step = step
-        self.logger = logger
