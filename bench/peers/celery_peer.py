@@ -1,0 +1,100 @@
+"""Celery 5 with Redis as broker and result backend.
+
+A step is a task and a run is a chain of tasks, the closest Celery equivalent: each task's result
+is passed to the next by the worker, through the broker. The worker is started here with the
+prefork pool (Celery's default and the one its docs recommend for CPU-bound work, as these
+Python-only steps are) and `--concurrency=2`, one process per core of this machine, and stopped
+(warm shutdown, SIGTERM) at the end.
+
+Not durable here: the local Redis runs without persistence (no RDB snapshots, appendonly no), so
+a restart of Redis loses queued tasks and results.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.peers import W1_STEPS, Unavailable, peer_main, time_w1, w2_result, w2_runs
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULT_TIMEOUT = 60.0
+
+
+def start_worker() -> subprocess.Popen[bytes]:
+    from bench.peers.celery_tasks import app
+
+    app.control.purge()
+    celery = Path(sys.executable).with_name("celery")
+    worker = subprocess.Popen(
+        [
+            str(celery),
+            "-A",
+            "bench.peers.celery_tasks",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=2",
+            "--loglevel=WARNING",
+            "--quiet",
+            "--hostname=bench@%h",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise Unavailable(f"the Celery worker exited at start with code {worker.returncode}")
+        if app.control.ping(timeout=0.5):
+            return worker
+    stop_worker(worker)
+    raise Unavailable("the Celery worker did not answer a ping within 60 s")
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    from celery import chain
+
+    from bench.peers.celery_tasks import BACKEND_URL, BROKER_URL, add
+
+    def run(steps: int) -> Any:
+        return chain(add.s(0, 0), *(add.s(i) for i in range(1, steps))).apply_async()
+
+    worker = start_worker()
+    try:
+        w1 = time_w1(lambda: run(W1_STEPS).get(timeout=RESULT_TIMEOUT))
+        runs = w2_runs(quick)
+        start = time.perf_counter()
+        results = [run(3) for _ in range(runs)]
+        for result in results:
+            result.get(timeout=RESULT_TIMEOUT)
+        w2 = w2_result(runs, time.perf_counter() - start)
+    finally:
+        stop_worker(worker)
+    return {
+        "settings": (
+            f"Celery 5, broker {BROKER_URL}, result backend {BACKEND_URL}; Redis without "
+            "persistence (save '', appendonly no): not durable; worker prefork pool, "
+            "concurrency 2; a step is a task, a run a chain of tasks"
+        ),
+        "w1": w1,
+        "w2": w2,
+    }
+
+
+if __name__ == "__main__":
+    peer_main("celery", measure)
