@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import orjson
 
 from stepwell.clock import Clock, SystemClock
+from stepwell.engine import wakeups
 from stepwell.engine.checkpoint import RunCheckpointer
 from stepwell.engine.cron import CronSpec
 from stepwell.engine.drivers.base import Driver, FunctionUnavailable
@@ -47,7 +48,6 @@ T = TypeVar("T")
 TIMER_KINDS = frozenset({"sleep", "wait_timeout", "invoke_timeout"})
 UNAVAILABLE_DELAY_MS = 30_000
 ENGINE_ERROR_DELAY_MS = 5_000
-IDLE_WAKE_MS = 60_000
 
 
 class Engine:
@@ -325,25 +325,33 @@ class Engine:
             self._cron_next[(function_id, index)] = cron.next_after(max(tick_at, now))
 
     async def _dispatch_loop(self) -> None:
-        while self._running:
-            self._wake.clear()
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("dispatch iteration failed; retrying")
-                await asyncio.sleep(1)
-                continue
-            if self._claim_was_full and len(self._inflight) < self.concurrency:
-                continue  # more may be due right now
-            next_at = await self._next_due()
-            await self.clock.sleep_until(next_at, self._wake)
+        # Other nodes' new work sets _wake too, so an idle node sleeps instead of polling.
+        listening = await wakeups.listen(self.store, self._wake)
+        try:
+            while self._running:
+                self._wake.clear()
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("dispatch iteration failed; retrying")
+                    await asyncio.sleep(1)
+                    continue
+                if self._claim_was_full and len(self._inflight) < self.concurrency:
+                    continue  # more may be due right now
+                next_at = await self._next_due()
+                await self.clock.sleep_until(next_at, self._wake)
+        finally:
+            if listening is not None:
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
 
     async def _next_due(self) -> int:
         now = self.clock.now_ms()
         if len(self._inflight) >= self.concurrency:
-            return now + IDLE_WAKE_MS  # woken when an invocation finishes
+            return now + wakeups.IDLE_POLL_MS  # woken when an invocation finishes
         queued = await self.store.read(lambda tx: tx.next_available_at())
-        candidates = [now + IDLE_WAKE_MS, *self._cron_next.values()]
+        idle = wakeups.idle_poll_ms(self.store, self.lease_ms)
+        candidates = [now + idle, *self._cron_next.values()]
         if queued is not None:
             candidates.append(queued)
         return min(candidates)
