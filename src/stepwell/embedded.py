@@ -38,6 +38,8 @@ class Embedded:
         loops: run the dispatch loop (False: drive ``engine.tick`` / ``run_until_idle`` yourself).
         http: the driver for apps served over HTTP, if any are synced.
         retry_interval_ms: a fixed delay between attempts instead of the exponential schedule.
+        lease_ms: how long a claimed item stays leased without renewal; on a shared database,
+            how soon another node takes over the work of one that died.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class Embedded:
         loops: bool = True,
         http: Driver | None = None,
         retry_interval_ms: int | None = None,
+        lease_ms: int = 30_000,
     ) -> None:
         self.apps = list(apps)
         self.db = db
@@ -62,6 +65,7 @@ class Embedded:
             concurrency=concurrency,
             http=http,
             retry_interval_ms=retry_interval_ms,
+            lease_ms=lease_ms,
         )
         self._loops = loops
         self._lock: IO[bytes] | None = None

@@ -134,6 +134,15 @@ def dev(
     type=click.FloatRange(min=0),
     help="Seconds between attempts, instead of the exponential backoff schedule.",
 )
+@click.option(
+    "--lease-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0),
+    envvar="STEPWELL_LEASE_TIMEOUT",
+    help="Seconds a node holds work without renewing its lease; work of a node that died "
+    "moves to another node after this.",
+)
 def start(
     app_refs: tuple[str, ...],
     host: str,
@@ -145,6 +154,7 @@ def start(
     sdk_urls: tuple[str, ...],
     poll_interval: float,
     retry_interval: float | None,
+    lease_timeout: float,
 ) -> None:
     """Run in production mode: signed requests, event keys, authenticated API."""
     from stepwell.cli.server import ServerOptions
@@ -178,6 +188,7 @@ def start(
             discovery=False,
             poll_s=poll_interval,
             retry_interval_s=retry_interval,
+            lease_s=lease_timeout,
             app_refs=app_refs,
         )
     )

@@ -34,6 +34,8 @@ class ServerOptions:
         discovery: look for SDK endpoints on the usual local ports (dev only).
         poll_s: seconds between re-syncs; 0 syncs once.
         retry_interval_s: a fixed delay between attempts instead of the exponential schedule.
+        lease_s: seconds a claimed item stays leased without renewal: how soon another node
+            takes over the work of a node that died.
     """
 
     host: str = "127.0.0.1"
@@ -47,6 +49,7 @@ class ServerOptions:
     discovery: bool = True
     poll_s: float = 5.0
     retry_interval_s: float | None = None
+    lease_s: float = 30.0
     app_refs: tuple[str, ...] = field(default=())
 
 
@@ -57,7 +60,11 @@ async def run_server(options: ServerOptions) -> None:
     http = _http_driver(options)
     interval = None if options.retry_interval_s is None else int(options.retry_interval_s * 1000)
     async with Embedded(
-        apps, db=options.database, http=http, retry_interval_ms=interval
+        apps,
+        db=options.database,
+        http=http,
+        retry_interval_ms=interval,
+        lease_ms=int(options.lease_s * 1000),
     ) as embedded:
         engine = embedded.engine
         syncer = Syncer(
