@@ -23,6 +23,7 @@ from stepwell.engine.retry import backoff_ms
 from stepwell.ids import new_id
 from stepwell.protocol.ops import (
     CallResult,
+    DiscoveryRequest,
     InvokeFunction,
     Sleep,
     StepError,
@@ -40,6 +41,9 @@ FAILED = "inngest/function.failed"
 CANCELLED = "inngest/function.cancelled"
 INVOKED = "inngest/function.invoked"
 SCHEDULED = "inngest/scheduled.timer"
+
+# Ops after which the run's handler is invoked again at once.
+CONTINUING = (StepRun, StepFailed, StepPlanned, DiscoveryRequest)
 
 INVOKE_TIMEOUT_ERROR = {
     "name": "InngestInvokeTimeoutError",
@@ -104,7 +108,7 @@ class Transitions:
                 tx, current, spec, item, owner, retry.retry_after_ms, now, retry.retriable
             )
         tx.set_run_attempt(run.run_id, 0)
-        if any(isinstance(op, StepRun | StepFailed | StepPlanned) for op in result.ops):
+        if any(isinstance(op, CONTINUING) for op in result.ops):
             continue_run(tx, run.run_id, run.function_id, now)
         tx.ack(item.item_id, owner, item.generation)
         return Effects(wake=True)

@@ -99,7 +99,28 @@ class SendEvent:
     events: Sequence[Mapping[str, Any]]
 
 
-StepOp = StepRun | StepFailed | StepError | StepPlanned | Sleep | WaitForEvent | InvokeFunction
+@dataclass(frozen=True, slots=True)
+class DiscoveryRequest:
+    """Invoke the handler again, with the memo reloaded from the store.
+
+    What an invocation ends with when its memo may be missing steps recorded elsewhere: steps the
+    TS SDK checkpointed to ``/v1/checkpoint``, or a dispatch the SDK was told is stale.
+    """
+
+    key: str = ""
+    step_id: str = ""
+
+
+StepOp = (
+    StepRun
+    | StepFailed
+    | StepError
+    | StepPlanned
+    | Sleep
+    | WaitForEvent
+    | InvokeFunction
+    | DiscoveryRequest
+)
 SUSPENDING = (Sleep, WaitForEvent, InvokeFunction)
 
 
