@@ -16,6 +16,7 @@ from stepwell.protocol.durations import parse_duration, parse_time
 from stepwell.protocol.ops import (
     CallRequest,
     CallResult,
+    DiscoveryRequest,
     InvokeFunction,
     Sleep,
     StepError,
@@ -27,34 +28,57 @@ from stepwell.protocol.ops import (
 )
 
 RUN_COMPLETE = "RunComplete"
+# The TS SDK gives RunComplete, and a function's own error reported as an op, this id:
+# sha1("complete") (PROTOCOL.md §1.6).
+RUN_COMPLETE_KEY = "0737c22d3bfae812339732d14d8c7dbd6dc4e09c"
+# What the TS SDK throws, and answers its call with, after /v1/checkpoint answered 409.
+STALE_DISPATCH = "StaleDispatchError"
 MAX_RETRY_AFTER_MS = 24 * 3600 * 1000
 
 
-def call_body(request: CallRequest, *, version: int = -1) -> dict[str, Any]:
+def call_body(
+    request: CallRequest,
+    *,
+    version: int = -1,
+    fn_id: str | None = None,
+    qi_id: str | None = None,
+) -> dict[str, Any]:
     """The JSON body of a call request (PROTOCOL.md §1.4).
 
-    ``ctx.fn_id`` is left out on purpose: its presence turns on the TS SDK's async
-    checkpointing, which needs ``/v1/checkpoint`` (§1.11).
+    ``fn_id`` and ``qi_id`` (the function, and this invocation for ``/v1/checkpoint``) are sent
+    only on a discovery call that may run a step inline: there, their presence turns on the TS
+    SDK's async checkpointing (§1.11), which it never uses on a targeted call anyway. The Python
+    SDK ignores both.
     """
     stack = list(request.stack)
     events = [_event(e) for e in request.events] or [_event(request.event)]
+    ctx: dict[str, Any] = {
+        "run_id": request.run_id,
+        "attempt": request.attempt,
+        "max_attempts": request.max_attempts,
+        "disable_immediate_execution": request.disable_immediate_execution,
+        "use_api": False,
+        "stack": {"stack": stack, "current": len(stack)},
+        "step_id": request.target_step or "step",
+        "env": "",
+    }
+    discovery = request.target_step is None and not request.disable_immediate_execution
+    if fn_id and qi_id and discovery:
+        ctx["fn_id"] = fn_id
+        ctx["qi_id"] = qi_id
     return {
         "event": _event(request.event),
         "events": events,
         "steps": dict(request.memo),
         "version": version,
         "use_api": False,
-        "ctx": {
-            "run_id": request.run_id,
-            "attempt": request.attempt,
-            "max_attempts": request.max_attempts,
-            "disable_immediate_execution": request.disable_immediate_execution,
-            "use_api": False,
-            "stack": {"stack": stack, "current": len(stack)},
-            "step_id": request.target_step or "step",
-            "env": "",
-        },
+        "ctx": ctx,
     }
+
+
+def memo_value(op: StepRun | StepFailed) -> dict[str, Any]:
+    """The memo of a finished step (PROTOCOL.md §1.7)."""
+    return {"data": op.data} if isinstance(op, StepRun) else {"error": op.error}
 
 
 def _event(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,7 +94,11 @@ def _event(event: Mapping[str, Any]) -> dict[str, Any]:
 def decode_response(
     status: int, headers: Mapping[str, str], body: bytes, *, now_ms: int
 ) -> CallResult:
-    """Turn an SDK's answer into a :class:`CallResult` (PROTOCOL.md §1.5)."""
+    """Turn an SDK's answer into a :class:`CallResult` (PROTOCOL.md §1.5).
+
+    A run that ended in a 206 (``RunComplete``, from the TS SDK) may carry finished steps it had
+    not checkpointed yet: they come back in ``ops`` of the done result, for the driver to record.
+    """
     lower = {k.lower(): v for k, v in headers.items()}
     if 200 <= status < 300 and "x-inngest-sdk" not in lower:
         return _failure(
@@ -90,6 +118,10 @@ def decode_response(
     if status == 401:
         return _failure("the app refused the request signature (401): check the signing keys", True)
     error = _error(payload, status)
+    if error["name"] == STALE_DISPATCH:
+        # The SDK halted because /v1/checkpoint answered 409: whatever this invocation knew is
+        # outdated, so the run is invoked again with its memo reloaded (or dropped if it ended).
+        return CallResult(done=False, ops=(DiscoveryRequest(),))
     return CallResult(done=True, error=error, retriable=not no_retry, retry_after_ms=retry_after)
 
 
@@ -111,12 +143,37 @@ def _decode_ops(items: Sequence[Any], *, no_retry: bool, retry_after: int | None
     for item in items:
         if not isinstance(item, Mapping):
             return _failure(f"a 206 body held a non-object op: {item!r}"[:300], True)
-        if item.get("op") == RUN_COMPLETE:
-            return CallResult(done=True, output=item.get("data"))
+        ending = _ending(item, no_retry=no_retry, retry_after=retry_after)
+        if ending is not None:
+            # Steps the SDK still held in its checkpoint buffer come first; record them.
+            finished = tuple(op for op in ops if isinstance(op, StepRun | StepFailed))
+            return CallResult(
+                done=True,
+                output=ending.output,
+                error=ending.error,
+                retriable=ending.retriable,
+                retry_after_ms=ending.retry_after_ms,
+                ops=finished,
+            )
         op = decode_op(item, no_retry=no_retry, retry_after=retry_after)
         if op is not None:
             ops.append(op)
     return CallResult(done=False, ops=tuple(ops))
+
+
+def _ending(
+    item: Mapping[str, Any], *, no_retry: bool, retry_after: int | None
+) -> CallResult | None:
+    """The run's end when an op reports it: ``RunComplete``, or the function's own error that
+    the TS SDK sends as a StepError/StepFailed with the RunComplete id when ops ride along."""
+    code = item.get("op")
+    if code == RUN_COMPLETE:
+        return CallResult(done=True, output=item.get("data"))
+    if code in ("StepError", "StepFailed") and item.get("id") == RUN_COMPLETE_KEY:
+        retriable = code == "StepError" and not no_retry
+        error = _error(item.get("error"), 500)
+        return CallResult(done=True, error=error, retriable=retriable, retry_after_ms=retry_after)
+    return None
 
 
 def decode_op(item: Mapping[str, Any], *, no_retry: bool, retry_after: int | None) -> StepOp | None:
@@ -129,6 +186,8 @@ def decode_op(item: Mapping[str, Any], *, no_retry: bool, retry_after: int | Non
         return StepRun(key, step_id, _unwrap_data(item.get("data")))
     if code == "StepPlanned":
         return StepPlanned(key, step_id)
+    if code == "DiscoveryRequest":
+        return DiscoveryRequest(key, step_id)
     if code == "StepError":
         error = _error(item.get("error"), 500)
         return StepError(key, step_id, error, retriable=not no_retry, retry_after_ms=retry_after)
