@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stepwell.engine.api import apps, events, register, rest_v1
+from stepwell.engine.api import apps, checkpoint, events, register, rest_v1
 from stepwell.engine.api.auth import check_bearer
 from stepwell.engine.api.responses import JSON
 from stepwell.engine.engine import Engine
@@ -79,6 +79,7 @@ def build_app(
         Route("/fn/register", register.register, methods=["POST"]),
         Route("/v0/runs/{run_id}/batch", register.run_batch, methods=["GET"]),
         Route("/v0/runs/{run_id}/actions", register.run_actions, methods=["GET"]),
+        Route("/v1/checkpoint/{run_id}/async", checkpoint.checkpoint_async, methods=["POST"]),
         Route("/v1/apps", apps.list_apps, methods=["GET"]),
         Route("/v1/apps/sync", apps.sync_app, methods=["POST"]),
     ]

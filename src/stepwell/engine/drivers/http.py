@@ -1,32 +1,43 @@
 """The HTTP driver: invokes functions served by an SDK over Inngest's protocol.
 
 Bodies are sent in RFC 8785 canonical form and signed over exactly those bytes (both official
-SDKs verify the canonical form). Each SDK call runs at most one new step; to avoid a dispatch
+SDKs verify the canonical form). A classic SDK call runs at most one new step; to avoid a dispatch
 round trip per step the driver loops within one invocation: a finished step is handed to the
 checkpointer, added to the memo, and the SDK is called again, until the function suspends,
 ends, fails, or the invocation has run for ``max_loop_s``. Steps the SDK plans in parallel
 (``StepPlanned``) are called concurrently, each targeted by its ``stepId``.
+
+The TS SDK (v4) does better when a discovery call carries ``ctx.fn_id`` and ``ctx.qi_id``: it
+runs step after step in one call, posting each finished step to ``/v1/checkpoint/{run_id}/async``
+(PROTOCOL.md §1.11), and answers once the function ends (``RunComplete``) or suspends. The route
+(``engine/api/checkpoint.py``) stores those steps and hands them to the invocation they belong to
+(:meth:`HttpDriver.checkpointed`), so the memo this driver sends on its next call has them too:
+a memo missing a checkpointed step would make the SDK run that step again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from stepwell.clock import Clock
-from stepwell.engine.drivers.http_wire import call_body, decode_response
+from stepwell.engine.drivers.http_wire import call_body, decode_response, memo_value
 from stepwell.engine.registry import FunctionSpec
+from stepwell.ids import new_id
 from stepwell.protocol.canonical_json import canonical_json
 from stepwell.protocol.invocation import Checkpointer
 from stepwell.protocol.ops import (
     CallRequest,
     CallResult,
+    DiscoveryRequest,
     StepError,
     StepFailed,
     StepOp,
@@ -39,6 +50,16 @@ log = logging.getLogger("stepwell.http")
 
 SERVER_KIND_HEADER = "X-Inngest-Server-Kind"
 
+Owner = Literal["live", "stale", "foreign"]
+
+
+@dataclass(slots=True)
+class _Live:
+    """An invocation in flight that the SDK may checkpoint steps of."""
+
+    run_id: str
+    steps: list[StepRun | StepFailed] = field(default_factory=list)
+
 
 class HttpDriver:
     """Calls apps over HTTP.
@@ -49,6 +70,8 @@ class HttpDriver:
         signing_key_fallback: accepted for responses during key rotation.
         timeout_s: how long one SDK call may take.
         max_loop_s: how long one invocation keeps calling the SDK for consecutive steps.
+        checkpointing: let SDKs that can (TS v4) run consecutive steps in one call and
+            checkpoint them to ``/v1/checkpoint`` (default on); off, every step is one call.
     """
 
     def __init__(
@@ -59,12 +82,19 @@ class HttpDriver:
         signing_key_fallback: str | None = None,
         timeout_s: float = 7200,
         max_loop_s: float = 10,
+        checkpointing: bool = True,
     ) -> None:
         self.clock = clock
         self.signing_key = signing_key
         self.keys = [k for k in (signing_key, signing_key_fallback) if k]
         self.max_loop_s = max_loop_s
+        self.checkpointing = checkpointing
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10))
+        # qi_id = "<this driver's id>:<serial>": the checkpoint route tells this driver's
+        # invocations (live or over) from those of another process (another engine node).
+        self._instance = new_id()
+        self._serials = itertools.count(1)
+        self._live: dict[str, _Live] = {}
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -72,29 +102,82 @@ class HttpDriver:
     async def invoke(
         self, spec: FunctionSpec, request: CallRequest, checkpointer: Checkpointer
     ) -> CallResult:
+        qi_id = None
+        if self.checkpointing:
+            qi_id = f"{self._instance}:{next(self._serials)}"
+            self._live[qi_id] = _Live(request.run_id)
+        try:
+            return await self._loop(spec, request, checkpointer, qi_id)
+        finally:
+            if qi_id is not None:
+                del self._live[qi_id]
+
+    # -- the checkpoint route's side -------------------------------------------------------------
+
+    def owner(self, run_id: str, qi_id: str) -> Owner:
+        """Whose checkpoint this is: a ``live`` invocation of this driver; ``stale`` (one of this
+        driver's that is over, of another run, or an id no driver made); or ``foreign`` (made by
+        another process, which this one cannot tell live or over)."""
+        instance, _, serial = qi_id.rpartition(":")
+        if instance != self._instance:
+            return "foreign" if instance and serial.isdigit() else "stale"
+        live = self._live.get(qi_id)
+        return "live" if live is not None and live.run_id == run_id else "stale"
+
+    def checkpointed(self, qi_id: str, ops: Iterable[StepRun | StepFailed]) -> None:
+        """Hand steps the SDK checkpointed (already stored) to the invocation they belong to."""
+        live = self._live.get(qi_id)
+        if live is not None:
+            live.steps.extend(ops)
+
+    # -- calling the SDK ---------------------------------------------------------------------------
+
+    async def _loop(
+        self,
+        spec: FunctionSpec,
+        request: CallRequest,
+        checkpointer: Checkpointer,
+        qi_id: str | None,
+    ) -> CallResult:
         deadline = time.monotonic() + self.max_loop_s
+        memo, stack = dict(request.memo), list(request.stack)
         while True:
-            result = await self._call(spec, request)
-            if result.done:
-                return result
-            ops = await self._run_planned(spec, request, result.ops)
+            result = await self._call(spec, request, qi_id)
+            # The SDK awaited every checkpoint before answering, so all of them are here now.
+            self._merge_checkpointed(qi_id, memo, stack)
+            request = replace(request, memo=dict(memo), stack=list(stack))
+            ops = result.ops if result.done else await self._run_planned(spec, request, result.ops)
             finished = [op for op in ops if isinstance(op, StepRun | StepFailed)]
             rest = tuple(op for op in ops if not isinstance(op, StepRun | StepFailed))
-            memo, stack = dict(request.memo), list(request.stack)
             for op in finished:
-                await checkpointer.step_completed(op)
-                memo[op.key] = {"data": op.data} if isinstance(op, StepRun) else {"error": op.error}
-                stack.append(op.key)
+                if op.key not in memo:
+                    await checkpointer.step_completed(op)
+                    memo[op.key] = memo_value(op)
+                    stack.append(op.key)
+            if result.done:
+                return replace(result, ops=())
             if rest:
                 # Finished steps are checkpointed; suspensions and retries go back to the engine.
                 return CallResult(done=False, ops=rest)
             if not finished:
                 return _error("the app answered 206 without any op", retriable=True)
             if time.monotonic() > deadline:
-                return CallResult(done=False, ops=tuple(finished))  # the engine continues the run
+                return CallResult(done=False, ops=(DiscoveryRequest(),))
             request = replace(
-                request, memo=memo, stack=stack, attempt=0, now_ms=self.clock.now_ms()
+                request, memo=dict(memo), stack=list(stack), attempt=0, now_ms=self.clock.now_ms()
             )
+
+    def _merge_checkpointed(
+        self, qi_id: str | None, memo: dict[str, Any], stack: list[str]
+    ) -> None:
+        live = self._live.get(qi_id) if qi_id is not None else None
+        if live is None:
+            return
+        steps, live.steps = live.steps, []
+        for op in steps:
+            if op.key not in memo:
+                memo[op.key] = memo_value(op)
+                stack.append(op.key)
 
     async def _run_planned(
         self, spec: FunctionSpec, request: CallRequest, ops: Sequence[StepOp]
@@ -116,11 +199,13 @@ class HttpDriver:
                 others.extend(result.ops)
         return others
 
-    async def _call(self, spec: FunctionSpec, request: CallRequest) -> CallResult:
+    async def _call(
+        self, spec: FunctionSpec, request: CallRequest, qi_id: str | None = None
+    ) -> CallResult:
         if not spec.url:
             return _error(f"function {spec.function_id!r} has no URL to call", retriable=False)
         url = _with_step(spec.url, request.target_step)
-        body = canonical_json(call_body(request))
+        body = canonical_json(call_body(request, fn_id=spec.function_id, qi_id=qi_id))
         headers = {
             "Content-Type": "application/json",
             "X-Run-ID": request.run_id,
