@@ -28,11 +28,16 @@ KEY = "signkey-prod-" + "ab" * 32
         (["--signing-key", "not-a-key", "--event-key", "e"], "signkey"),
     ],
 )
-def test_start_refuses_to_run_without_valid_keys(tmp_path: Path, args: list[str], message: str) -> None:
+def test_start_refuses_to_run_without_valid_keys(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEPWELL_")}
     result = subprocess.run(
         [*CLI, "start", "--database", str(tmp_path / "s.db"), "--port", "0", *args],
-        capture_output=True, text=True, timeout=30, env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
     )
     assert result.returncode == 2
     assert message in result.stderr
@@ -50,7 +55,9 @@ def _wait_http(url: str, timeout: float = 20) -> None:
 
 
 @pytest.mark.parametrize("mode", ["dev", "production"])
-def test_a_served_official_sdk_app_is_synced_from_the_command_line(tmp_path: Path, mode: str) -> None:
+def test_a_served_official_sdk_app_is_synced_from_the_command_line(
+    tmp_path: Path, mode: str
+) -> None:
     engine_port, app_port = free_port(), free_port()
     engine_url = f"http://127.0.0.1:{engine_port}"
     app_url = f"http://127.0.0.1:{app_port}/api/inngest"
@@ -59,17 +66,36 @@ def test_a_served_official_sdk_app_is_synced_from_the_command_line(tmp_path: Pat
         headers: dict[str, str] = {}
         event_key = "any"
     else:
-        cmd = [*CLI, "start", "--database", str(tmp_path / "p.db"), "--signing-key", KEY,
-               "--event-key", "ek", "-u", app_url, "--poll-interval", "1"]
+        cmd = [
+            *CLI,
+            "start",
+            "--database",
+            str(tmp_path / "p.db"),
+            "--signing-key",
+            KEY,
+            "--event-key",
+            "ek",
+            "-u",
+            app_url,
+            "--poll-interval",
+            "1",
+        ]
         headers = {"Authorization": f"Bearer {KEY}"}
         event_key = "ek"
-    server = subprocess.Popen([*cmd, "--port", str(engine_port)], stdout=subprocess.DEVNULL,
-                              stderr=open(tmp_path / "server.log", "wb"))  # noqa: SIM115
+    server = subprocess.Popen(
+        [*cmd, "--port", str(engine_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "server.log", "wb"),
+    )  # noqa: SIM115
     try:
         _wait_http(f"{engine_url}/health")
-        app = start_py_inngest(engine_url, port=app_port, mode="dev" if mode == "dev" else "cloud",
-                               signing_key=None if mode == "dev" else KEY,
-                               event_key=None if mode == "dev" else "ek")
+        app = start_py_inngest(
+            engine_url,
+            port=app_port,
+            mode="dev" if mode == "dev" else "cloud",
+            signing_key=None if mode == "dev" else KEY,
+            event_key=None if mode == "dev" else "ek",
+        )
         with app, httpx.Client(base_url=engine_url, headers=headers) as client:
             for _ in range(200):  # the server re-syncs its -u apps every few seconds
                 apps = client.get("/v1/apps").json()["data"]
@@ -78,7 +104,9 @@ def test_a_served_official_sdk_app_is_synced_from_the_command_line(tmp_path: Pat
                 time.sleep(0.1)
             else:
                 raise AssertionError((tmp_path / "server.log").read_text() + app.logs())
-            [event_id] = client.post(f"/e/{event_key}", json={"name": "test/sequential"}).json()["ids"]
+            [event_id] = client.post(f"/e/{event_key}", json={"name": "test/sequential"}).json()[
+                "ids"
+            ]
             for _ in range(200):
                 runs = client.get(f"/v1/events/{event_id}/runs").json()["data"]
                 if runs and runs[0]["status"] == "Completed":

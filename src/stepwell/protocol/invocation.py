@@ -2,7 +2,7 @@
 
 A :class:`Handler` is anything that can be called with a :class:`CallRequest`; the SDK's functions
 are handlers. The in-process driver passes a :class:`Checkpointer` so that consecutive steps run in
-one invocation; over HTTP there is none and each step ends the invocation.
+one invocation; a handler served over HTTP gets none, and each new step ends its SDK call.
 """
 
 from __future__ import annotations
