@@ -33,6 +33,18 @@ def build(
 
         return await ctx.step.run("b", b)
 
+    @client.create_function(fn_id="big", trigger=inngest.TriggerEvent(event="py/big"))
+    async def big(ctx: inngest.Context) -> int:
+        # Three 1.5 MB step results: the memo outgrows one call body (4 MiB).
+        sizes = []
+        for n in range(3):
+
+            async def blob(n: int = n) -> str:
+                return str(n) * 1_500_000
+
+            sizes.append(len(await ctx.step.run(f"blob-{n}", blob)))
+        return sum(sizes)
+
     app = fastapi.FastAPI()
-    inngest.fast_api.serve(app, client, [sequential])
+    inngest.fast_api.serve(app, client, [sequential, big])
     return app

@@ -28,6 +28,10 @@ class Checkpointer(Protocol):
         """Durably accept ``events`` and memoize their ids for the step, atomically."""
         ...
 
+    async def flush(self) -> None:
+        """Return once every step outcome handed over so far is durable."""
+        ...
+
 
 class Handler(Protocol):
     """A function the engine can invoke."""

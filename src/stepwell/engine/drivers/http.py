@@ -49,6 +49,7 @@ from stepwell.protocol.signing import sign, verify_signature
 log = logging.getLogger("stepwell.http")
 
 SERVER_KIND_HEADER = "X-Inngest-Server-Kind"
+MAX_CALL_BODY = 4 * 1024 * 1024
 
 Owner = Literal["live", "stale", "foreign"]
 
@@ -142,11 +143,15 @@ class HttpDriver:
         deadline = time.monotonic() + self.max_loop_s
         memo, stack = dict(request.memo), list(request.stack)
         while True:
-            result = await self._call(spec, request, qi_id)
+            result = await self._call(spec, request, qi_id, checkpointer)
             # The SDK awaited every checkpoint before answering, so all of them are here now.
             self._merge_checkpointed(qi_id, memo, stack)
             request = replace(request, memo=dict(memo), stack=list(stack))
-            ops = result.ops if result.done else await self._run_planned(spec, request, result.ops)
+            ops = (
+                result.ops
+                if result.done
+                else await self._run_planned(spec, request, result.ops, checkpointer)
+            )
             finished = [op for op in ops if isinstance(op, StepRun | StepFailed)]
             rest = tuple(op for op in ops if not isinstance(op, StepRun | StepFailed))
             for op in finished:
@@ -180,14 +185,21 @@ class HttpDriver:
                 stack.append(op.key)
 
     async def _run_planned(
-        self, spec: FunctionSpec, request: CallRequest, ops: Sequence[StepOp]
+        self,
+        spec: FunctionSpec,
+        request: CallRequest,
+        ops: Sequence[StepOp],
+        checkpointer: Checkpointer | None = None,
     ) -> list[StepOp]:
         planned = [op for op in ops if isinstance(op, StepPlanned)]
         if not planned:
             return list(ops)
         others: list[StepOp] = [op for op in ops if not isinstance(op, StepPlanned)]
         results = await asyncio.gather(
-            *(self._call(spec, replace(request, target_step=op.key)) for op in planned)
+            *(
+                self._call(spec, replace(request, target_step=op.key), None, checkpointer)
+                for op in planned
+            )
         )
         for op, result in zip(planned, results, strict=True):
             if result.done and result.error is not None:
@@ -200,12 +212,23 @@ class HttpDriver:
         return others
 
     async def _call(
-        self, spec: FunctionSpec, request: CallRequest, qi_id: str | None = None
+        self,
+        spec: FunctionSpec,
+        request: CallRequest,
+        qi_id: str | None = None,
+        checkpointer: Checkpointer | None = None,
     ) -> CallResult:
         if not spec.url:
             return _error(f"function {spec.function_id!r} has no URL to call", retriable=False)
         url = _with_step(spec.url, request.target_step)
         body = canonical_json(call_body(request, fn_id=spec.function_id, qi_id=qi_id))
+        if len(body) > MAX_CALL_BODY:
+            # Past the limit the SDK fetches events and memo itself; they must be durable first.
+            if checkpointer is not None:
+                await checkpointer.flush()
+            body = canonical_json(
+                call_body(request, fn_id=spec.function_id, qi_id=qi_id, use_api=True)
+            )
         headers = {
             "Content-Type": "application/json",
             "X-Run-ID": request.run_id,

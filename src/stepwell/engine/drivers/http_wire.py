@@ -42,8 +42,12 @@ def call_body(
     version: int = -1,
     fn_id: str | None = None,
     qi_id: str | None = None,
+    use_api: bool = False,
 ) -> dict[str, Any]:
     """The JSON body of a call request (PROTOCOL.md §1.4).
+
+    ``use_api`` sends the body trimmed (no events, no memo): the SDK fetches them from
+    ``/v0/runs/{run_id}/batch`` and ``/actions`` instead (for state past the body limit).
 
     ``fn_id`` and ``qi_id`` (the function, and this invocation for ``/v1/checkpoint``) are sent
     only on a discovery call that may run a step inline: there, their presence turns on the TS
@@ -57,7 +61,7 @@ def call_body(
         "attempt": request.attempt,
         "max_attempts": request.max_attempts,
         "disable_immediate_execution": request.disable_immediate_execution,
-        "use_api": False,
+        "use_api": use_api,
         "stack": {"stack": stack, "current": len(stack)},
         "step_id": request.target_step or "step",
         "env": "",
@@ -68,10 +72,10 @@ def call_body(
         ctx["qi_id"] = qi_id
     return {
         "event": _event(request.event),
-        "events": events,
-        "steps": dict(request.memo),
+        "events": [] if use_api else events,
+        "steps": {} if use_api else dict(request.memo),
         "version": version,
-        "use_api": False,
+        "use_api": use_api,
         "ctx": ctx,
     }
 
