@@ -104,3 +104,18 @@ def test_dev_refuses_a_missing_app_file_and_a_database_in_use(tmp_path: Path) ->
         fcntl.flock(lock, fcntl.LOCK_EX)
         busy = subprocess.run(run, capture_output=True, text=True, timeout=30)
     assert busy.returncode == 1 and "in use by another stepwell process" in busy.stderr
+
+
+def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "m.db"
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["migrate", "--database", str(db)])
+        assert result.exit_code == 0, result.output
+        assert "schema up to date" in result.output
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"events", "runs", "memo", "queue", "waits"} <= tables
+    bad = CliRunner().invoke(main, ["migrate", "--database", "mysql://nope"])
+    assert bad.exit_code == 1 and "unsupported" in bad.output.lower()

@@ -210,6 +210,25 @@ def _serve(options: object) -> None:
 
 
 @main.command()
+@click.option("--database", default=".stepwell/stepwell.db", show_default=True,
+              envvar="STEPWELL_DATABASE", help="SQLite file or postgresql:// URL.")
+def migrate(database: str) -> None:
+    """Bring the database's schema up to date (engines also do this when they start)."""
+    from stepwell.store import open_store
+
+    async def run() -> None:
+        store = open_store(database)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(run())
+    except (StepwellError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{database}: schema up to date")
+
+
+@main.command()
 @click.argument("name")
 @click.option("--data", default="{}", help="Event data as a JSON object.")
 @click.option("--id", "event_id", default=None, help="Idempotency id (dedupes for 24 h).")
