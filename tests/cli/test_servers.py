@@ -85,8 +85,8 @@ def test_a_served_official_sdk_app_is_synced_from_the_command_line(
     server = subprocess.Popen(
         [*cmd, "--port", str(engine_port)],
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "server.log", "wb"),
-    )  # noqa: SIM115
+        stderr=open(tmp_path / "server.log", "wb"),  # noqa: SIM115 - closed with the process
+    )
     try:
         _wait_http(f"{engine_url}/health")
         app = start_py_inngest(
