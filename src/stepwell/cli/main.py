@@ -210,8 +210,13 @@ def _serve(options: object) -> None:
 
 
 @main.command()
-@click.option("--database", default=".stepwell/stepwell.db", show_default=True,
-              envvar="STEPWELL_DATABASE", help="SQLite file or postgresql:// URL.")
+@click.option(
+    "--database",
+    default=".stepwell/stepwell.db",
+    show_default=True,
+    envvar="STEPWELL_DATABASE",
+    help="SQLite file or postgresql:// URL.",
+)
 def migrate(database: str) -> None:
     """Bring the database's schema up to date (engines also do this when they start)."""
     from stepwell.store import open_store
