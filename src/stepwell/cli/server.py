@@ -81,16 +81,7 @@ async def run_server(options: ServerOptions) -> None:
             server_kind=kind,
             syncer=syncer,
         )
-        class _S(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self):  # type: ignore[no-untyped-def]
-                with super().capture_signals():
-                    try:
-                        yield
-                    finally:
-                        self._captured_signals.clear()
-
-        server = _S(
+        server = uvicorn.Server(
             uvicorn.Config(
                 api, host=options.host, port=options.port, log_level="warning", lifespan="off"
             )
