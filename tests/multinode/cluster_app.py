@@ -61,6 +61,18 @@ async def long(ctx: stepwell.Context) -> int:
     return int(await ctx.step.run("end", record, ctx.run_id, "end", ctx.event.data["n"]))
 
 
+@app.function("hold", trigger="cluster/hold")
+async def hold(ctx: stepwell.Context) -> int:
+    await ctx.step.run("hold", _hold, ctx.run_id)
+    return int(ctx.event.data["n"])
+
+
+async def _hold(run_id: str) -> str:
+    record(run_id, "hold", None)  # on entry: the step is still running for 6 s
+    await asyncio.sleep(6)
+    return "held"
+
+
 async def _slow(run_id: str, step: str) -> str:
     await asyncio.sleep(0.2)
     return str(record(run_id, step, step))
