@@ -258,11 +258,6 @@ def test_a_killed_nodes_runs_are_taken_over_once_its_lease_expires(
     assert taken_over == unfinished
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uvicorn (>= 0.29) re-raises SIGTERM as soon as the HTTP server has shut down, so "
-    "`stepwell start` dies before its engine stops and hands its leases back",
-)
 def test_a_stopped_node_hands_its_runs_over_at_once(tmp_path: Path, pg_url: str) -> None:
     count = 10
     # With 10-minute leases, the other nodes look at the queue on their own only once a minute,

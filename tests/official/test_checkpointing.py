@@ -102,11 +102,13 @@ async def engineside(
     before_call: list[Callable[[CallRequest], Awaitable[None]]] = []
     call = driver._call
 
-    async def recorded(spec: Any, request: CallRequest, qi_id: str | None = None) -> Any:
+    async def recorded(
+        spec: Any, request: CallRequest, qi_id: str | None = None, checkpointer: Any = None
+    ) -> Any:
         calls.append((request, qi_id))
         for hook in before_call:
             await hook(request)
-        return await call(spec, request, qi_id)
+        return await call(spec, request, qi_id, checkpointer)
 
     driver._call = recorded  # type: ignore[method-assign]
     kind = "cloud" if signing_key else "dev"

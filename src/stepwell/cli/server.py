@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from types import FrameType
 
 import uvicorn
 
@@ -53,6 +54,15 @@ class ServerOptions:
     app_refs: tuple[str, ...] = field(default=())
 
 
+class _Server(uvicorn.Server):
+    """Stops on SIGINT / SIGTERM without re-raising the signal afterwards (uvicorn's default),
+    so the engine still stops cleanly and hands its leases back before the process exits."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
 async def run_server(options: ServerOptions) -> None:
     """Serve until interrupted; unfinished runs resume on the next start."""
     apps = [app for ref in options.app_refs for app in load_apps(ref)]
@@ -81,7 +91,7 @@ async def run_server(options: ServerOptions) -> None:
             server_kind=kind,
             syncer=syncer,
         )
-        server = uvicorn.Server(
+        server = _Server(
             uvicorn.Config(
                 api, host=options.host, port=options.port, log_level="warning", lifespan="off"
             )

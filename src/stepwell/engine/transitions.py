@@ -41,6 +41,7 @@ FAILED = "inngest/function.failed"
 CANCELLED = "inngest/function.cancelled"
 INVOKED = "inngest/function.invoked"
 SCHEDULED = "inngest/scheduled.timer"
+END_EVENTS = frozenset({FINISHED, FAILED, CANCELLED})
 
 # Ops after which the run's handler is invoked again at once.
 CONTINUING = (StepRun, StepFailed, StepPlanned, DiscoveryRequest)
@@ -290,7 +291,7 @@ class Transitions:
         error: dict[str, Any] | None,
     ) -> None:
         trigger = tx.get_event(run.event_id)
-        if trigger is not None and trigger.name.startswith("inngest/function."):
+        if trigger is not None and trigger.name in END_EVENTS:
             return  # runs started by end events emit none, so handlers never trigger themselves
         events = [e.to_wire() for e in tx.get_events(list(run.event_ids))]
         data: dict[str, Any] = {

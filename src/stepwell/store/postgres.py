@@ -294,7 +294,8 @@ class _PgTx(SqlTx):
 
     def enqueue(self, item: QueueItem) -> bool:
         new = super().enqueue(item)
-        self.due = self.due or item.available_at <= self._now
+        # An item leased to its own node at creation (direct dispatch) is nobody else's news.
+        self.due = self.due or (item.available_at <= self._now and item.lease_owner is None)
         return new
 
     def release(self, item_id: str, owner: str, available_at: int) -> bool:
