@@ -72,25 +72,61 @@ async def _finished(engine: Any, event_id: str, timeout: float = 20) -> Any:
         await asyncio.sleep(0.05)
 
 
+def _served_web(framework: str, options: dict[str, Any]) -> Any:
+    """The app served by ``framework``: (ASGI or WSGI app, server kind)."""
+    if framework == "fastapi":
+        web = fastapi.FastAPI()
+        serve.fastapi(web, app, **options)
+        return web, "asgi"
+    if framework == "flask":
+        import flask
+
+        web = flask.Flask("served-e2e")
+        serve.flask(web, app, **options)
+        return web, "wsgi"
+    import django
+    from django.conf import settings
+    from django.core.handlers.asgi import ASGIHandler
+
+    from stepwell.sdk.serve.django import urls
+    from tests.serve import django_urls
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            ALLOWED_HOSTS=["*"],
+            ROOT_URLCONF="tests.serve.django_urls",
+            SECRET_KEY="serve-tests",
+            MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"],
+            INSTALLED_APPS=[],
+            DATA_UPLOAD_MAX_MEMORY_SIZE=None,
+        )
+        django.setup()
+    django_urls.urlpatterns[:] = [*urls(app, "api/stepwell", **options)]
+    return ASGIHandler(), "asgi"
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("framework", ["fastapi", "flask", "django"])
 @pytest.mark.parametrize("mode", ["dev", "cloud"])
-async def test_the_engine_drives_a_served_app(tmp_path: Path, mode: str) -> None:
+async def test_the_engine_drives_a_served_app(tmp_path: Path, mode: str, framework: str) -> None:
+    from tests.serve.servers import uvicorn_thread, wsgi_thread
+
     key = KEY if mode == "cloud" else None
     async with support.engine_server(
         tmp_path / "e2e.db", signing_key=key, event_keys=["ek"] if key else None
     ) as served:
-        web = fastapi.FastAPI()
-        serve.fastapi(
-            web,
-            app,
-            mode=mode,
-            signing_key=key,
-            api_base_url=served.url,
-            event_api_base_url=served.url,
-            event_key="ek",
-        )
-        port = support.free_port()
-        async with support.uvicorn_app(web, port):
+        options = {
+            "mode": mode,
+            "signing_key": key,
+            "api_base_url": served.url,
+            "event_api_base_url": served.url,
+            "event_key": "ek",
+        }
+        web, kind = _served_web(framework, options)
+        server = uvicorn_thread(web) if kind == "asgi" else wsgi_thread(web)
+        with server as base:
+            port = int(base.rsplit(":", 1)[1])
             state = await served.syncer.sync(f"http://127.0.0.1:{port}/api/stepwell")
             assert state.ok, state.error
             engine = served.engine
