@@ -8,6 +8,7 @@ register directly. Either way the outcome is kept per URL so people can see why 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -189,11 +190,13 @@ class Syncer:
                 return app.app_id
         return None
 
-    async def discover(self, host: str = "127.0.0.1") -> list[str]:
+    async def discover(
+        self, host: str = "127.0.0.1", ports: Sequence[int] = DISCOVERY_PORTS
+    ) -> list[str]:
         """Find SDK endpoints on the usual local ports and paths; returns their URLs."""
         found = []
         async with httpx.AsyncClient(timeout=1) as client:
-            for port in DISCOVERY_PORTS:
+            for port in ports:
                 if not await _port_open(host, port):
                     continue
                 for path in DISCOVERY_PATHS:
