@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,17 @@ from stepwell.cli.client import Client
 from stepwell.errors import StepwellError
 
 
+def _server_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The arguments `dev` and `start` share: the apps to run in-process, host and port."""
+    command = click.option(
+        "--port", default=8288, show_default=True, envvar="STEPWELL_PORT", type=int
+    )(command)
+    command = click.option(
+        "--host", default="127.0.0.1", show_default=True, envvar="STEPWELL_HOST"
+    )(command)
+    return click.argument("app_refs", nargs=-1, metavar="[APP_REF]...")(command)
+
+
 @click.group()
 @click.version_option(package_name="stepwell")
 def main() -> None:
@@ -22,9 +34,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("app_refs", nargs=-1, metavar="[APP_REF]...")
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="STEPWELL_HOST")
-@click.option("--port", default=8288, show_default=True, envvar="STEPWELL_PORT", type=int)
+@_server_options
 @click.option(
     "--db",
     default=".stepwell/dev.db",
@@ -86,9 +96,7 @@ def dev(
 
 
 @main.command()
-@click.argument("app_refs", nargs=-1, metavar="[APP_REF]...")
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="STEPWELL_HOST")
-@click.option("--port", default=8288, show_default=True, envvar="STEPWELL_PORT", type=int)
+@_server_options
 @click.option(
     "--database",
     default=".stepwell/stepwell.db",
