@@ -21,7 +21,8 @@ from stepwell.embedded import Embedded
 from stepwell.store.records import RunRecord
 
 
-def build_app(done: dict[str, asyncio.Future[None]]) -> stepwell.App:
+def build_app(done: dict[str, asyncio.Future[None]] | None = None) -> stepwell.App:
+    """The embedded workloads' app: W1 (ten steps) and W2 (three steps); other benches extend it."""
     app = stepwell.App("bench")
 
     @app.function("ten-steps", trigger="bench/w1")

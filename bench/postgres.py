@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import stepwell
+from bench import __main__ as embedded_bench
 from stepwell.engine.engine import Engine
 from stepwell.store.base import Tx
 from stepwell.store.postgres import PostgresStore, _Connection, parse_url
@@ -45,20 +46,7 @@ W1_WARMUP = 3
 
 
 def build_app() -> stepwell.App:
-    app = stepwell.App("bench")
-
-    @app.function("ten-steps", trigger="bench/w1")
-    async def ten_steps(ctx: stepwell.Context) -> int:
-        total = 0
-        for i in range(10):
-            total += await ctx.step.run(f"s{i}", _value, i)
-        return total
-
-    @app.function("three-steps", trigger="bench/w2")
-    async def three_steps(ctx: stepwell.Context) -> int:
-        a = await ctx.step.run("a", _value, 1)
-        b = await ctx.step.run("b", _value, 2)
-        return a + b + await ctx.step.run("c", _value, 3)
+    app = embedded_bench.build_app()
 
     @app.function("one-step", trigger="bench/one")
     async def one_step(ctx: stepwell.Context) -> int:
