@@ -264,6 +264,31 @@ class Tx(Protocol):
         """The latest tick recorded for the function, or None."""
         ...
 
+    # -- dashboard ------------------------------------------------------------------------------
+
+    def list_runs_for_event_name(self, event_name: str, flt: RunFilter) -> list[RunRecord]:
+        """Runs matching ``flt`` whose trigger events include one named ``event_name``, newest
+        first, with the cursor of :meth:`list_runs` (``flt.event_id`` is ignored)."""
+        ...
+
+    def list_run_queue_items(self, run_id: str) -> list[QueueItem]:
+        """The run's queue items (its invocation and its timers), earliest due first."""
+        ...
+
+    def list_run_waits(self, run_id: str) -> list[WaitRecord]:
+        """The run's pending waits (``wait_for_event`` steps and ``cancel_on``), by ``wait_id``."""
+        ...
+
+    def count_runs_per_minute(self, since: int) -> list[tuple[str, int, str, int]]:
+        """Runs started or ended since ``since``, grouped per function, per minute and per kind.
+
+        Rows are ``(function_id, minute, kind, count)``: ``minute`` is epoch ms rounded down to
+        the minute; ``kind`` is ``started`` (by ``created_at``) or the final status (by
+        ``ended_at``, counting runs created since ``since``, so the runs index serves both).
+        Ordered by function, minute, kind.
+        """
+        ...
+
 
 class Store(Protocol):
     """A durable home for everything stepwell knows."""

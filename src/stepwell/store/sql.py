@@ -521,6 +521,58 @@ class SqlTx:
         row = self._one("SELECT MAX(tick_at) FROM cron_ticks WHERE function_id = ?", (function_id,))
         return cast("int | None", row[0])
 
+    # -- dashboard ------------------------------------------------------------------------------
+
+    def list_runs_for_event_name(self, event_name: str, flt: RunFilter) -> list[RunRecord]:
+        # events_by_name finds the events, run_events their runs; the outer filter and order are
+        # list_runs' own (flt.event_id is not read).
+        by_name = (
+            "run_id IN (SELECT re.run_id FROM events e JOIN run_events re "
+            "ON re.event_id = e.event_id WHERE e.name = ?)"
+        )
+        return self._filtered_runs(flt, (by_name, event_name))
+
+    def _filtered_runs(self, flt: RunFilter, *extra: tuple[str, Any]) -> list[RunRecord]:
+        where, params = _where(
+            ("function_id = ?", flt.function_id),
+            ("status = ?", flt.status),
+            ("created_at >= ?", flt.since),
+            ("created_at < ?", flt.until),
+            *extra,
+        )
+        if flt.cursor is not None:
+            row = self._one("SELECT created_at FROM runs WHERE run_id = ?", (flt.cursor,))
+            if row is None:
+                return []
+            where += " AND (created_at, run_id) < (?, ?)"
+            params += [row[0], flt.cursor]
+        return self._list(
+            _RUN,
+            f"FROM runs WHERE {where} ORDER BY created_at DESC, run_id DESC LIMIT ?",
+            [*params, flt.limit],
+        )
+
+    def list_run_queue_items(self, run_id: str) -> list[QueueItem]:
+        return self._list(
+            _QUEUE, "FROM queue WHERE run_id = ? ORDER BY available_at, item_id", (run_id,)
+        )
+
+    def list_run_waits(self, run_id: str) -> list[WaitRecord]:
+        return self._list(_WAIT, "FROM waits WHERE run_id = ? ORDER BY wait_id", (run_id,))
+
+    def count_runs_per_minute(self, since: int) -> list[tuple[str, int, str, int]]:
+        started = "(created_at / 60000) * 60000"
+        ended = "(ended_at / 60000) * 60000"
+        rows = self._all(
+            f"SELECT function_id, {started}, 'started', COUNT(*) FROM runs "
+            f"WHERE created_at >= ? GROUP BY function_id, {started} "
+            f"UNION ALL SELECT function_id, {ended}, status, COUNT(*) FROM runs "
+            f"WHERE created_at >= ? AND ended_at >= ? GROUP BY function_id, {ended}, status "
+            "ORDER BY 1, 2, 3",
+            (since, since, since),
+        )
+        return [(str(f), int(m), str(k), int(c)) for f, m, k, c in rows]
+
 
 def _where(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
     """AND the clauses whose value is not None; ``1 = 1`` when none is."""
