@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import orjson
 
 from stepwell.clock import Clock, SystemClock
-from stepwell.engine import wakeups
+from stepwell.engine import flow, wakeups
 from stepwell.engine.checkpoint import RunCheckpointer
 from stepwell.engine.cron import CronSpec
 from stepwell.engine.drivers.base import Driver, FunctionUnavailable
@@ -45,7 +45,17 @@ from stepwell.store.records import (
 log = logging.getLogger("stepwell.engine")
 T = TypeVar("T")
 
-TIMER_KINDS = frozenset({"sleep", "wait_timeout", "invoke_timeout"})
+TIMER_KINDS = frozenset(
+    {
+        "sleep",
+        "wait_timeout",
+        "invoke_timeout",
+        "debounce",
+        "batch",
+        "start_timeout",
+        "finish_timeout",
+    }
+)
 UNAVAILABLE_DELAY_MS = 30_000
 ENGINE_ERROR_DELAY_MS = 5_000
 
@@ -254,9 +264,12 @@ class Engine:
         if not self._running or capacity <= 0:
             return await self.store.run(work)
         owner, lease = self.node_id, self.lease_ms
+        limited = self._claim_limited
 
         def unit(tx: Tx) -> tuple[T, list[tuple[QueueItem, _Snapshot]]]:
-            leasing = LeasingTx(tx, owner=owner, now=now, lease_ms=lease, capacity=capacity)
+            leasing = LeasingTx(
+                tx, owner=owner, now=now, lease_ms=lease, capacity=capacity, limited=limited
+            )
             result = work(leasing.as_tx())
             # Load what the invocation needs here, in the writer, instead of a read later.
             return result, [(item, _load_run(tx, item.run_id)) for item in leasing.leased]
@@ -265,6 +278,11 @@ class Engine:
         for item, snapshot in leased:
             self._start(item, snapshot)
         return result
+
+    def _claim_limited(self, function_id: str) -> bool:
+        """Whether a function's invocations must go through a flow-control claim."""
+        spec = self.registry.get(function_id)
+        return spec is not None and spec.flow.limits_claims
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> bool:
         """Cancel a run; False if it had already ended. Raises NotFound for an unknown run."""
@@ -298,7 +316,10 @@ class Engine:
         if free <= 0:
             return 0
         owner, lease = self.node_id, self.lease_ms
-        items = await self.store.run(lambda tx: tx.claim(now, owner, lease, free))
+        if self.registry.limits_claims:
+            items = await self.store.run(lambda tx: flow.claim(tx, now, owner, lease, free))
+        else:
+            items = await self.store.run(lambda tx: tx.claim(now, owner, lease, free))
         self._claim_was_full = len(items) == free
         for item in items:
             self._start(item)
@@ -357,12 +378,24 @@ class Engine:
         return min(candidates)
 
     async def _lease_loop(self) -> None:
+        rounds = 0
         while self._running:
             await asyncio.sleep(self.lease_ms / 3000)
+            rounds += 1
             try:
                 await self.renew_leases()
+                if rounds % 3 == 0 and self.registry.limits_claims:
+                    await self.sweep_blocked()
             except Exception:
                 log.exception("lease renewal failed")
+
+    async def sweep_blocked(self) -> int:
+        """Unblock work whose concurrency key has nothing executing (see :mod:`.flow`)."""
+        now = self.clock.now_ms()
+        freed = await self.store.run(lambda tx: flow.sweep_blocked(tx, now))
+        if freed:
+            self._wake.set()
+        return freed
 
     async def renew_leases(self) -> int:
         """Extend the leases of every item in flight on this node; returns how many."""

@@ -14,12 +14,21 @@ from typing import Any
 
 import orjson
 
+from stepwell.engine import flow
 from stepwell.engine.expressions import MISSING, compile_expression, lookup_path
 from stepwell.engine.registry import FunctionSpec, Registry
 from stepwell.errors import EventError, PayloadTooLarge
 from stepwell.ids import new_id
 from stepwell.store.base import Tx
-from stepwell.store.records import EventRecord, QueueItem, RunRecord, WaitRecord
+from stepwell.store.records import (
+    BatchRecord,
+    DebounceRecord,
+    EventRecord,
+    QueueItem,
+    QueueKind,
+    RunRecord,
+    WaitRecord,
+)
 
 DEDUPE_TTL_MS = 24 * 3600 * 1000
 MAX_EVENT_BYTES = 512 * 1024
@@ -125,7 +134,7 @@ class Router:
             if trigger.expression is not None and not trigger.expression.matches({"event": wire}):
                 continue
             started.add(spec.function_id)
-            start_run(tx, spec, [event], now)
+            admit(tx, spec, event, wire, now, self.cancel)
         for wait in self._matching_waits(tx, event, wire, now):
             if not tx.delete_wait(wait.wait_id):
                 continue
@@ -166,6 +175,105 @@ def _key_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
+Cancel = Callable[[Tx, str, int, str], bool]
+
+
+def admit(
+    tx: Tx, spec: FunctionSpec, event: EventRecord, wire: dict[str, Any], now: int, cancel: Cancel
+) -> RunRecord | None:
+    """An event matched a trigger of ``spec``: start a run, or hold or skip it as the function's
+    flow control says (batching, rate limit, idempotency, debounce). Skips are recorded."""
+    fc = spec.flow
+    fid = spec.function_id
+    if fc.batch is not None and (
+        fc.batch.condition is None or fc.batch.condition.matches({"event": wire})
+    ):
+        add_to_batch(tx, spec, event, wire, now)
+        return None
+    if fc.rate_limit is not None:
+        r = fc.rate_limit
+        bucket = f"r:{fid}:{flow.key_value(r.key, wire)}"
+        tx.lock_keys([bucket])
+        if not flow.gcra_allow(tx, bucket, r.limit, r.period_ms, now):
+            tx.insert_skip(
+                event.event_id, fid, f"rate limited ({r.limit} per {r.period_ms} ms)", now
+            )
+            return None
+    if fc.idempotency is not None:
+        key = f"idempotency:{fid}:{flow.key_value(fc.idempotency, wire)}"
+        held = tx.claim_dedupe_key(key, event.event_id, now, flow.IDEMPOTENCY_TTL_MS)
+        if held is not None:
+            tx.insert_skip(
+                event.event_id, fid, f"idempotency key already used by event {held}", now
+            )
+            return None
+    if fc.debounce is not None:
+        debounce(tx, spec, event, wire, now)
+        return None
+    return start_run(tx, spec, [event], now, cancel=cancel)
+
+
+def debounce(
+    tx: Tx, spec: FunctionSpec, event: EventRecord, wire: Mapping[str, Any], now: int
+) -> None:
+    """Hold the run's start until the key is quiet for the debounce period (or the timeout from
+    the first event passed); the run then starts with the latest event."""
+    d = spec.flow.debounce
+    assert d is not None
+    key = f"d:{spec.function_id}:{flow.key_value(d.key, wire)}"
+    tx.lock_keys([key])
+    pending = tx.get_debounce(key)
+    first_at = pending.first_at if pending is not None else now
+    due_at = now + d.period_ms
+    if d.timeout_ms is not None:
+        due_at = min(due_at, first_at + d.timeout_ms)
+    run_id = pending.run_id if pending is not None else new_id()
+    tx.put_debounce(DebounceRecord(key, spec.function_id, run_id, event.event_id, first_at, due_at))
+    if pending is None:
+        # The timer fires at the first due time; if events moved it later, it waits again then.
+        tx.enqueue(
+            QueueItem(
+                item_id=f"debounce:{run_id}",
+                kind="debounce",
+                run_id=run_id,
+                function_id=spec.function_id,
+                available_at=due_at,
+                payload={"key": key},
+            )
+        )
+
+
+def add_to_batch(
+    tx: Tx, spec: FunctionSpec, event: EventRecord, wire: Mapping[str, Any], now: int
+) -> None:
+    """Add the event to the key's open batch; a full batch starts its run now, an open one
+    starts when its timeout passes."""
+    b = spec.flow.batch
+    assert b is not None
+    key = f"b:{spec.function_id}:{flow.key_value(b.key, wire)}"
+    tx.lock_keys([key])
+    batch = tx.get_batch(key)
+    if batch is None:
+        batch = BatchRecord(key, spec.function_id, new_id(), (), now)
+        tx.enqueue(
+            QueueItem(
+                item_id=f"batch:{batch.run_id}",
+                kind="batch",
+                run_id=batch.run_id,
+                function_id=spec.function_id,
+                available_at=now + b.timeout_ms,
+                payload={"key": key},
+            )
+        )
+    event_ids = (*batch.event_ids, event.event_id)
+    if len(event_ids) < b.max_size:
+        tx.put_batch(BatchRecord(key, batch.function_id, batch.run_id, event_ids, batch.created_at))
+        return
+    tx.delete_batch(key, batch.run_id)
+    tx.delete_queue_item(f"batch:{batch.run_id}")
+    start_run(tx, spec, [*tx.get_events(event_ids[:-1]), event], now, run_id=batch.run_id)
+
+
 def start_run(
     tx: Tx,
     spec: FunctionSpec,
@@ -173,14 +281,37 @@ def start_run(
     now: int,
     *,
     parent: tuple[str, str] | None = None,
-) -> RunRecord:
+    run_id: str | None = None,
+    cancel: Cancel | None = None,
+) -> RunRecord | None:
     """Create a run of ``spec`` for ``events`` with its start item and ``cancel_on`` waits.
 
-    A first event whose ``ts`` lies in the future delays the start until then.
+    A first event whose ``ts`` lies in the future delays the start until then. The function's
+    singleton setting may skip the run (None) or cancel the one it replaces (with ``cancel``);
+    its priority orders the start; ``timeouts.start`` arms a timer.
     """
     first = events[0]
+    wire = first.to_wire()
+    fc = spec.flow
+    singleton_key = None
+    if fc.singleton is not None:
+        singleton_key = f"s:{spec.function_id}:{flow.key_value(fc.singleton.key, wire)}"
+        tx.lock_keys([singleton_key])
+        active = tx.singleton_runs(singleton_key)
+        if active and fc.singleton.mode == "skip":
+            reason = f"singleton: run {active[0].run_id} is still running"
+            tx.insert_skip(first.event_id, spec.function_id, reason, now)
+            return None
+        for other in active:
+            if cancel is not None:
+                cancel(
+                    tx,
+                    other.run_id,
+                    now,
+                    f"replaced by a newer run (singleton, event {first.event_id})",
+                )
     run = RunRecord(
-        run_id=new_id(),
+        run_id=run_id or new_id(),
         function_id=spec.function_id,
         function_version=spec.version,
         app_id=spec.app_id,
@@ -190,6 +321,8 @@ def start_run(
         created_at=now,
         parent_run_id=parent[0] if parent else None,
         parent_step_key=parent[1] if parent else None,
+        flow_keys=flow.run_flow_keys(fc, spec.function_id, wire),
+        singleton_key=singleton_key,
     )
     tx.insert_run(run)
     start_at = max(now, first.ts) if first.source == "api" else now
@@ -199,18 +332,19 @@ def start_run(
             kind="start",
             run_id=run.run_id,
             function_id=spec.function_id,
-            available_at=start_at,
+            available_at=start_at - flow.priority_ms(fc, wire),
         )
     )
-    wire = first.to_wire()
-    for cancel in spec.cancels:
-        expires = start_at + (cancel.timeout_ms if cancel.timeout_ms is not None else FOREVER_MS)
+    if fc.start_timeout_ms is not None:
+        tx.enqueue(timeout_item("start_timeout", run, start_at + fc.start_timeout_ms))
+    for c in spec.cancels:
+        expires = start_at + (c.timeout_ms if c.timeout_ms is not None else FOREVER_MS)
         tx.insert_wait(
             keyed_wait(
                 run,
                 "cancel",
-                cancel.event,
-                cancel.expression.source if cancel.expression else None,
+                c.event,
+                c.expression.source if c.expression else None,
                 wire,
                 expires,
                 None,
@@ -218,6 +352,17 @@ def start_run(
             )
         )
     return run
+
+
+def timeout_item(kind: QueueKind, run: RunRecord, due: int) -> QueueItem:
+    """The timer that cancels a run when ``timeouts.start`` or ``timeouts.finish`` passes."""
+    return QueueItem(
+        item_id=f"{kind}:{run.run_id}",
+        kind=kind,
+        run_id=run.run_id,
+        function_id=run.function_id,
+        available_at=due,
+    )
 
 
 def keyed_wait(

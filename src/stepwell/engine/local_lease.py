@@ -8,6 +8,7 @@ it anyway: it was leased before anyone could see it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -18,10 +19,24 @@ DIRECT_KINDS = frozenset({"start", "continue"})
 
 
 class LeasingTx:
-    """A :class:`Tx` whose ``enqueue`` leases new, due invocation items to ``owner``."""
+    """A :class:`Tx` whose ``enqueue`` leases new, due invocation items to ``owner``.
 
-    def __init__(self, tx: Tx, *, owner: str, now: int, lease_ms: int, capacity: int) -> None:
+    Items of functions with concurrency or throttle limits (``limited``) are left to a claim,
+    which counts their slots.
+    """
+
+    def __init__(
+        self,
+        tx: Tx,
+        *,
+        owner: str,
+        now: int,
+        lease_ms: int,
+        capacity: int,
+        limited: Callable[[str], bool] = lambda _: False,
+    ) -> None:
         self._tx = tx
+        self._limited = limited
         self._owner = owner
         self._now = now
         self._lease_ms = lease_ms
@@ -33,6 +48,7 @@ class LeasingTx:
             item.kind in DIRECT_KINDS
             and item.available_at <= self._now
             and len(self.leased) < self._capacity
+            and not self._limited(item.function_id)
         ):
             leased = replace(
                 item, lease_owner=self._owner, lease_expires_at=self._now + self._lease_ms

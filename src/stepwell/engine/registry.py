@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stepwell.engine.cron import CronSpec
 from stepwell.engine.expressions import Expression, compile_expression, equality_paths
+from stepwell.engine.flow import NO_FLOW, FlowSpec, parse_flow
 from stepwell.engine.retry import DEFAULT_RETRIES, MAX_RETRIES
 from stepwell.errors import ConfigError
 from stepwell.protocol.durations import parse_duration
@@ -94,23 +95,12 @@ class FunctionSpec:
     cancels: tuple[CancelSpec, ...]
     url: str | None
     config: Mapping[str, Any] = field(default_factory=dict)
+    flow: FlowSpec = NO_FLOW
 
     @property
     def max_attempts(self) -> int:
         return self.retries + 1
 
-
-FLOW_CONTROL = (
-    "concurrency",
-    "throttle",
-    "rateLimit",
-    "debounce",
-    "batchEvents",
-    "priority",
-    "singleton",
-    "idempotency",
-    "timeouts",
-)
 
 log = logging.getLogger("stepwell.registry")
 
@@ -118,13 +108,6 @@ log = logging.getLogger("stepwell.registry")
 def parse_function(app_id: str, raw: Mapping[str, Any], *, version: int = 0) -> FunctionSpec:
     """Validate one ``FunctionConfig``; raise :class:`ConfigError` naming function and field."""
     fid = str(raw.get("id") or "?")
-    unenforced = [k for k in FLOW_CONTROL if raw.get(k) not in (None, [], {})]
-    if unenforced:
-        log.warning(
-            "function %s: %s not enforced yet; runs start without those limits",
-            fid,
-            ", ".join(unenforced),
-        )
     try:
         cfg = _FunctionIn.model_validate(raw)
     except ValidationError as exc:
@@ -144,6 +127,7 @@ def parse_function(app_id: str, raw: Mapping[str, Any], *, version: int = 0) -> 
             f"not {retries}"
         )
     url = step.runtime.get("url") if step.runtime.get("type") == "http" else None
+    flow = parse_flow(cfg.id, raw)
     return FunctionSpec(
         function_id=cfg.id,
         app_id=app_id,
@@ -155,6 +139,7 @@ def parse_function(app_id: str, raw: Mapping[str, Any], *, version: int = 0) -> 
         cancels=tuple(_parse_cancel(fid, i, c) for i, c in enumerate(cfg.cancel)),
         url=url,
         config=dict(raw),
+        flow=flow,
     )
 
 
@@ -204,6 +189,7 @@ class Registry:
         self._functions: dict[str, FunctionSpec] = {}
         self._by_event: dict[str, list[tuple[FunctionSpec, EventTrigger]]] = {}
         self._wildcards: list[tuple[FunctionSpec, EventTrigger]] = []
+        self._limits_claims = False
 
     def replace_app(self, app_id: str, specs: Iterable[FunctionSpec]) -> None:
         """Swap an app's functions for ``specs`` and rebuild the indexes."""
@@ -222,6 +208,12 @@ class Registry:
                 else:
                     by_event.setdefault(trigger.event, []).append((spec, trigger))
         self._by_event, self._wildcards = by_event, wildcards
+        self._limits_claims = any(s.flow.limits_claims for s in self._functions.values())
+
+    @property
+    def limits_claims(self) -> bool:
+        """Whether any function has concurrency or throttle limits (claims need flow control)."""
+        return self._limits_claims
 
     def get(self, function_id: str) -> FunctionSpec | None:
         return self._functions.get(function_id)

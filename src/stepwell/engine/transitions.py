@@ -11,12 +11,14 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from stepwell.engine import flow
 from stepwell.engine.ingest import (
     Router,
     continue_run,
     keyed_wait,
     resume_wait,
     start_run,
+    timeout_item,
 )
 from stepwell.engine.registry import FunctionSpec
 from stepwell.engine.retry import backoff_ms
@@ -45,6 +47,9 @@ END_EVENTS = frozenset({FINISHED, FAILED, CANCELLED})
 
 # Ops after which the run's handler is invoked again at once.
 CONTINUING = (StepRun, StepFailed, StepPlanned, DiscoveryRequest)
+
+HELD_RETRY_MS = 30_000
+"""A due debounce or batch whose function this node has not loaded is looked at again after this."""
 
 INVOKE_TIMEOUT_ERROR = {
     "name": "InngestInvokeTimeoutError",
@@ -92,10 +97,15 @@ class Transitions:
         now: int,
     ) -> Effects:
         """Commit what one invocation produced and settle its queue item."""
+        flow.release_slots(tx, run.flow_keys)
         current = tx.get_run(run.run_id)
         if current is None or current.status in FINAL_STATUSES:
             tx.ack(item.item_id, owner, item.generation)
             return Effects()
+        finish_ms = spec.flow.finish_timeout_ms
+        if run.status == "Queued" and finish_ms is not None:
+            started = current.started_at if current.started_at is not None else now
+            tx.enqueue(timeout_item("finish_timeout", current, started + finish_ms))
         if result.done:
             return self._apply_done(tx, current, spec, item, owner, result, now)
         retry: StepError | None = None
@@ -216,7 +226,12 @@ class Transitions:
     # -- timers ----------------------------------------------------------------------------------
 
     def fire_timer(self, tx: Tx, item: QueueItem, owner: str, now: int) -> Effects:
-        """A sleep ended, a wait or an invoke timed out: memoize and continue the run."""
+        """A sleep ended, a wait or an invoke timed out: memoize and continue the run. A debounce
+        or batch is due: start its run. A run's timeout passed: cancel it."""
+        if item.kind in ("debounce", "batch"):
+            return self._start_held(tx, item, owner, now)
+        if item.kind in ("start_timeout", "finish_timeout"):
+            return self._time_out(tx, item, now)
         key = str(item.payload["step_key"])
         step_id = str(item.payload.get("step_id") or key)
         tx.delete_queue_item(item.item_id)
@@ -239,6 +254,55 @@ class Transitions:
             continue_run(tx, run.run_id, run.function_id, now)
         return Effects(wake=written)
 
+    def _start_held(self, tx: Tx, item: QueueItem, owner: str, now: int) -> Effects:
+        key = str(item.payload["key"])
+        spec = self.router.registry.get(item.function_id)
+        events: list[EventRecord]
+        if item.kind == "debounce":
+            pending = tx.get_debounce(key)
+            if pending is None or pending.run_id != item.run_id:
+                tx.delete_queue_item(item.item_id)
+                return Effects()
+            if pending.due_at > now:  # later events moved it
+                tx.release(item.item_id, owner, pending.due_at)
+                return Effects()
+            if spec is None:
+                tx.release(item.item_id, owner, now + HELD_RETRY_MS)
+                return Effects()
+            tx.delete_debounce(key, pending.run_id)
+            events = tx.get_events([pending.event_id])
+        else:
+            batch = tx.get_batch(key)
+            if batch is None or batch.run_id != item.run_id:
+                tx.delete_queue_item(item.item_id)
+                return Effects()
+            if spec is None:
+                tx.release(item.item_id, owner, now + HELD_RETRY_MS)
+                return Effects()
+            tx.delete_batch(key, batch.run_id)
+            events = tx.get_events(batch.event_ids)
+        tx.delete_queue_item(item.item_id)
+        if events:
+            start_run(tx, spec, events, now, run_id=item.run_id, cancel=self.cancel)
+        return Effects(wake=True)
+
+    def _time_out(self, tx: Tx, item: QueueItem, now: int) -> Effects:
+        tx.delete_queue_item(item.item_id)
+        run = tx.get_run(item.run_id)
+        if run is None or run.status in FINAL_STATUSES:
+            return Effects()
+        spec = self.router.registry.get(run.function_id)
+        if item.kind == "start_timeout":
+            if run.status != "Queued":
+                return Effects()
+            limit = spec.flow.start_timeout_ms if spec is not None else None
+            reason = f"timed out: not started within timeouts.start ({limit} ms)"
+        else:
+            limit = spec.flow.finish_timeout_ms if spec is not None else None
+            reason = f"timed out: not finished within timeouts.finish ({limit} ms)"
+        self.finish(tx, run, "Cancelled", now, reason=reason)
+        return Effects(wake=True, ended="Cancelled")
+
     # -- endings ---------------------------------------------------------------------------------
 
     def finish(
@@ -259,6 +323,7 @@ class Transitions:
             return False
         tx.delete_queue_items(run.run_id)
         tx.delete_run_waits(run.run_id)
+        flow.release_slots(tx, run.flow_keys)
         if run.parent_run_id and run.parent_step_key:
             memo = (
                 {"data": output}

@@ -20,6 +20,9 @@ from typing import Any, Protocol, TypeVar
 
 from stepwell.store.records import (
     AppRecord,
+    BatchRecord,
+    ClaimCandidate,
+    DebounceRecord,
     EventRecord,
     FunctionRecord,
     MemoRecord,
@@ -214,6 +217,88 @@ class Tx(Protocol):
 
     def queue_depth(self) -> int:
         """How many items are queued (leased or not)."""
+        ...
+
+    # -- flow control ---------------------------------------------------------------------------
+
+    def claim_candidates(self, now: int, limit: int) -> list[ClaimCandidate]:
+        """Up to ``limit`` claimable items in :meth:`claim` order, not leased yet. Where nodes
+        share the store, the rows stay locked against other claims until the unit ends."""
+        ...
+
+    def lock_keys(self, keys: Sequence[str]) -> None:
+        """Serialise units that use the same flow-control keys, until the unit ends (a no-op
+        where units are serial anyway)."""
+        ...
+
+    def lease(self, item_id: str, owner: str, until: int, keys: Sequence[str] = ()) -> None:
+        """Lease an item to ``owner`` holding up to two concurrency ``keys``; marks it admitted
+        and no longer blocked."""
+        ...
+
+    def count_in_flight(self, key: str, now: int) -> int:
+        """How many items holding concurrency ``key`` are leased (lease not expired)."""
+        ...
+
+    def block(self, item_id: str, key: str) -> None:
+        """Park an item until :meth:`unblock` frees ``key``; it keeps its place in line."""
+        ...
+
+    def unblock(self, key: str, count: int) -> int:
+        """Make the ``count`` longest-blocked items on ``key`` claimable again; returns how many."""
+        ...
+
+    def blocked_keys(self, limit: int = 100) -> list[str]:
+        """Keys that have blocked items (up to ``limit``)."""
+        ...
+
+    def defer_start(self, item_id: str, available_at: int) -> None:
+        """Move a start item to ``available_at``, admitted (its throttle slot is reserved)."""
+        ...
+
+    def get_bucket(self, bucket_key: str) -> int | None:
+        """The GCRA theoretical arrival time of a throttle or rate limit key, or None."""
+        ...
+
+    def put_bucket(self, bucket_key: str, tat: int, expires_at: int) -> None:
+        """Store a GCRA theoretical arrival time (meaningless after ``expires_at``)."""
+        ...
+
+    def get_debounce(self, debounce_key: str) -> DebounceRecord | None:
+        """The pending debounced start for a key, or None."""
+        ...
+
+    def put_debounce(self, record: DebounceRecord) -> None:
+        """Insert a pending debounce, or move an existing one to the new event and due time
+        (its ``run_id`` and ``first_at`` stay)."""
+        ...
+
+    def delete_debounce(self, debounce_key: str, run_id: str) -> bool:
+        """Remove the pending debounce if it is still the one of ``run_id``."""
+        ...
+
+    def get_batch(self, batch_key: str) -> BatchRecord | None:
+        """The open batch for a key, or None."""
+        ...
+
+    def put_batch(self, record: BatchRecord) -> None:
+        """Open a batch, or replace the event list of the open one."""
+        ...
+
+    def delete_batch(self, batch_key: str, run_id: str) -> bool:
+        """Close the open batch if it is still the one of ``run_id``."""
+        ...
+
+    def insert_skip(self, event_id: str, function_id: str, reason: str, now: int) -> None:
+        """Record that an event started no run of a function, and why. Idempotent."""
+        ...
+
+    def skips_for_event(self, event_id: str) -> list[tuple[str, str]]:
+        """``(function_id, reason)`` for every function an event started no run of."""
+        ...
+
+    def singleton_runs(self, singleton_key: str) -> list[RunRecord]:
+        """Unfinished runs holding a singleton key."""
         ...
 
     # -- waits ----------------------------------------------------------------------------------

@@ -308,6 +308,11 @@ class _PgTx(SqlTx):
         self.due = self.due or count > 0
         return count
 
+    def unblock(self, key: str, count: int) -> int:
+        freed = super().unblock(key, count)
+        self.due = self.due or freed > 0
+        return freed
+
 
 # -- the store ----------------------------------------------------------------------------------
 

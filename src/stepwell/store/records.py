@@ -12,7 +12,17 @@ from typing import Any, Literal
 RunStatus = Literal["Queued", "Running", "Completed", "Failed", "Cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"Completed", "Failed", "Cancelled"})
 
-QueueKind = Literal["start", "continue", "sleep", "wait_timeout", "invoke_timeout"]
+QueueKind = Literal[
+    "start",
+    "continue",
+    "sleep",
+    "wait_timeout",
+    "invoke_timeout",
+    "debounce",
+    "batch",
+    "start_timeout",
+    "finish_timeout",
+]
 WaitKind = Literal["step", "cancel"]
 
 
@@ -85,6 +95,11 @@ class RunRecord:
     parent_run_id: str | None = None
     parent_step_key: str | None = None
     cancel_reason: str | None = None
+    flow_keys: dict[str, Any] | None = None
+    """Concurrency and throttle keys evaluated at creation: ``{"concurrency": [...],
+    "throttle": "..."}`` (flow control; None for functions without those limits)."""
+    singleton_key: str | None = None
+    """The singleton key while the run is not finished (cleared when it ends)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +177,37 @@ class RunFilter:
     event_id: str | None = None
     cursor: str | None = None
     limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class DebounceRecord:
+    """A pending debounced start: the run ``run_id`` will start with ``event_id`` at ``due_at``
+    unless another event for the same key moves it later (never past ``first_at`` + timeout)."""
+
+    debounce_key: str
+    function_id: str
+    run_id: str
+    event_id: str
+    first_at: int
+    due_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """An open batch: its events so far; the run ``run_id`` starts with them when it is full or
+    its timeout passes."""
+
+    batch_key: str
+    function_id: str
+    run_id: str
+    event_ids: tuple[str, ...]
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCandidate:
+    """A due queue item offered to flow control before it is leased."""
+
+    item: QueueItem
+    admitted: bool
+    """Whether a start item already passed its throttle."""

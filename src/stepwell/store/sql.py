@@ -20,6 +20,9 @@ import orjson
 from stepwell.store.records import (
     FINAL_STATUSES,
     AppRecord,
+    BatchRecord,
+    ClaimCandidate,
+    DebounceRecord,
     EventRecord,
     FunctionRecord,
     MemoRecord,
@@ -58,6 +61,9 @@ class Dialect:
     """The parameter marker; ``$`` numbers them ``$1, $2, ...`` (PostgreSQL)."""
     claim_lock: str = ""
     """Appended to the claim's inner SELECT; PostgreSQL: ``FOR UPDATE SKIP LOCKED``."""
+    key_lock: str = ""
+    """A statement taking a transaction-scoped lock on one flow-control key (one parameter);
+    empty where transactions are serial anyway (SQLite's single writer)."""
     _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def sql(self, text: str) -> str:
@@ -76,7 +82,14 @@ class Dialect:
 
 
 SQLITE = Dialect("sqlite")
-POSTGRES = Dialect("postgres", placeholder="$", claim_lock=" FOR UPDATE SKIP LOCKED")
+POSTGRES = Dialect(
+    "postgres",
+    placeholder="$",
+    claim_lock=" FOR UPDATE SKIP LOCKED",
+    key_lock="SELECT pg_advisory_xact_lock(hashtextextended(?, 7))",
+)
+PARKED_AT = 1 << 62
+"""``available_at`` of a blocked item: later than any claim looks."""
 
 R = TypeVar("R")
 
@@ -123,7 +136,9 @@ class _Shape(Generic[R]):
 _APP = _Shape(AppRecord, ())
 _FUNCTION = _Shape(FunctionRecord, ("config",))
 _EVENT = _Shape(EventRecord, ("data", "user"))
-_RUN = _Shape(RunRecord, ("event_ids", "output", "error"), tuples=("event_ids",))
+_RUN = _Shape(RunRecord, ("event_ids", "output", "error", "flow_keys"), tuples=("event_ids",))
+_DEBOUNCE = _Shape(DebounceRecord, ())
+_BATCH = _Shape(BatchRecord, ("event_ids",), tuples=("event_ids",))
 _MEMO = _Shape(MemoRecord, ("value",))
 _QUEUE = _Shape(QueueItem, ("payload",))
 _WAIT = _Shape(WaitRecord, ())
@@ -262,7 +277,10 @@ class SqlTx:
     # -- runs -----------------------------------------------------------------------------------
 
     def insert_run(self, run: RunRecord) -> None:
-        self._x(f"INSERT INTO runs ({_RUN.columns}) VALUES ({_marks(16)})", _RUN.params(run))
+        self._x(
+            f"INSERT INTO runs ({_RUN.columns}) VALUES ({_marks(len(_RUN.names))})",
+            _RUN.params(run),
+        )
         for event_id in dict.fromkeys(run.event_ids or (run.event_id,)):
             self._x(
                 "INSERT INTO run_events (event_id, run_id) VALUES (?, ?)", (event_id, run.run_id)
@@ -295,7 +313,8 @@ class SqlTx:
         return (
             self._changed(
                 "UPDATE runs SET status = ?, ended_at = ?, output = ?, error = ?, "
-                f"cancel_reason = ? WHERE run_id = ? AND status NOT IN {_FINAL}",
+                "cancel_reason = ?, singleton_key = NULL "
+                f"WHERE run_id = ? AND status NOT IN {_FINAL}",
                 (status, now, _dumps(output), _dumps(error), cancel_reason, run_id),
             )
             == 1
@@ -459,6 +478,144 @@ class SqlTx:
 
     def queue_depth(self) -> int:
         return cast(int, self._one("SELECT COUNT(*) FROM queue")[0])
+
+    # -- flow control ---------------------------------------------------------------------------
+
+    def claim_candidates(self, now: int, limit: int) -> list[ClaimCandidate]:
+        if limit <= 0:
+            return []
+        rows = self._all(
+            f"SELECT {_QUEUE.columns}, admitted FROM queue WHERE available_at <= ? "
+            "AND (lease_owner IS NULL OR lease_expires_at <= ?) "
+            f"ORDER BY priority, available_at LIMIT ?{self._dialect.claim_lock}",
+            (now, now, limit),
+        )
+        return [ClaimCandidate(_QUEUE.load(r[:-1]), bool(r[-1])) for r in rows]
+
+    def lock_keys(self, keys: Sequence[str]) -> None:
+        if self._dialect.key_lock:
+            for key in sorted(set(keys)):
+                self._x(self._dialect.key_lock, (key,))
+
+    def lease(self, item_id: str, owner: str, until: int, keys: Sequence[str] = ()) -> None:
+        key1, key2 = (*keys, None, None)[:2]
+        self._x(
+            "UPDATE queue SET lease_owner = ?, lease_expires_at = ?, admitted = 1, "
+            "concurrency_key1 = ?, concurrency_key2 = ?, blocked_on = NULL, blocked_at = NULL "
+            "WHERE item_id = ?",
+            (owner, until, key1, key2, item_id),
+        )
+
+    def count_in_flight(self, key: str, now: int) -> int:
+        row = self._one(
+            "SELECT (SELECT COUNT(*) FROM queue WHERE concurrency_key1 = ? "
+            "AND lease_owner IS NOT NULL AND lease_expires_at > ?) + "
+            "(SELECT COUNT(*) FROM queue WHERE concurrency_key2 = ? "
+            "AND lease_owner IS NOT NULL AND lease_expires_at > ?)",
+            (key, now, key, now),
+        )
+        return int(row[0])
+
+    def block(self, item_id: str, key: str) -> None:
+        self._x(
+            "UPDATE queue SET blocked_on = ?, blocked_at = available_at, available_at = ?, "
+            "lease_owner = NULL, lease_expires_at = NULL WHERE item_id = ?",
+            (key, PARKED_AT, item_id),
+        )
+
+    def unblock(self, key: str, count: int) -> int:
+        if count <= 0:
+            return 0
+        return self._changed(
+            "UPDATE queue SET available_at = blocked_at, blocked_on = NULL, blocked_at = NULL "
+            "WHERE item_id IN (SELECT item_id FROM queue WHERE blocked_on = ? "
+            "ORDER BY blocked_at LIMIT ?)",
+            (key, count),
+        )
+
+    def blocked_keys(self, limit: int = 100) -> list[str]:
+        rows = self._all(
+            "SELECT DISTINCT blocked_on FROM queue WHERE blocked_on IS NOT NULL LIMIT ?", (limit,)
+        )
+        return [r[0] for r in rows]
+
+    def defer_start(self, item_id: str, available_at: int) -> None:
+        self._x(
+            "UPDATE queue SET available_at = ?, admitted = 1, lease_owner = NULL, "
+            "lease_expires_at = NULL WHERE item_id = ?",
+            (available_at, item_id),
+        )
+
+    def get_bucket(self, bucket_key: str) -> int | None:
+        row = self._one("SELECT tat FROM flow_buckets WHERE bucket_key = ?", (bucket_key,))
+        return None if row is None else int(row[0])
+
+    def put_bucket(self, bucket_key: str, tat: int, expires_at: int) -> None:
+        self._x(
+            "INSERT INTO flow_buckets (bucket_key, tat, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (bucket_key) DO UPDATE SET tat = excluded.tat, "
+            "expires_at = excluded.expires_at",
+            (bucket_key, tat, expires_at),
+        )
+
+    def get_debounce(self, debounce_key: str) -> DebounceRecord | None:
+        return self._get(_DEBOUNCE, "FROM debounces WHERE debounce_key = ?", (debounce_key,))
+
+    def put_debounce(self, record: DebounceRecord) -> None:
+        self._x(
+            f"INSERT INTO debounces ({_DEBOUNCE.columns}) VALUES ({_marks(6)}) "
+            "ON CONFLICT (debounce_key) DO UPDATE SET event_id = excluded.event_id, "
+            "due_at = excluded.due_at",
+            _DEBOUNCE.params(record),
+        )
+
+    def delete_debounce(self, debounce_key: str, run_id: str) -> bool:
+        return (
+            self._changed(
+                "DELETE FROM debounces WHERE debounce_key = ? AND run_id = ?",
+                (debounce_key, run_id),
+            )
+            == 1
+        )
+
+    def get_batch(self, batch_key: str) -> BatchRecord | None:
+        return self._get(_BATCH, "FROM batches WHERE batch_key = ?", (batch_key,))
+
+    def put_batch(self, record: BatchRecord) -> None:
+        self._x(
+            f"INSERT INTO batches ({_BATCH.columns}) VALUES ({_marks(5)}) "
+            "ON CONFLICT (batch_key) DO UPDATE SET event_ids = excluded.event_ids",
+            _BATCH.params(record),
+        )
+
+    def delete_batch(self, batch_key: str, run_id: str) -> bool:
+        return (
+            self._changed(
+                "DELETE FROM batches WHERE batch_key = ? AND run_id = ?", (batch_key, run_id)
+            )
+            == 1
+        )
+
+    def insert_skip(self, event_id: str, function_id: str, reason: str, now: int) -> None:
+        self._x(
+            "INSERT INTO skips (event_id, function_id, reason, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (event_id, function_id) DO NOTHING",
+            (event_id, function_id, reason, now),
+        )
+
+    def skips_for_event(self, event_id: str) -> list[tuple[str, str]]:
+        rows = self._all(
+            "SELECT function_id, reason FROM skips WHERE event_id = ? ORDER BY function_id",
+            (event_id,),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def singleton_runs(self, singleton_key: str) -> list[RunRecord]:
+        return self._list(
+            _RUN,
+            f"FROM runs WHERE singleton_key = ? AND status NOT IN {_FINAL} ORDER BY run_id",
+            (singleton_key,),
+        )
 
     # -- waits ----------------------------------------------------------------------------------
 
