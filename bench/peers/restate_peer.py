@@ -1,7 +1,9 @@
 """Restate: the server from npm (`@restatedev/restate-server`) and the Python SDK (`restate-sdk`).
 
 A step is a `ctx.run` inside a service handler; a run is one invocation through the ingress,
-awaited with a request-response call. The server is started here as its docs show
+awaited with a request-response call. W4's parent handler sends its children as one-way calls
+(`ctx.service_send`) and returns their invocation ids; the benchmark then attaches to each
+(`GET /restate/invocation/{id}/attach`) until it has ended. The server is started here as its docs show
 (`npx @restatedev/restate-server`, or the binary named by `RESTATE_SERVER`), single node, with its
 data in a temporary directory; the service is served by hypercorn on 127.0.0.1:9080 and
 registered through the admin API, as `restate deployments register` does. Durability: the
@@ -24,16 +26,9 @@ from typing import Any
 
 import httpx
 
-from bench.peers import (
-    W1_RUNS,
-    W1_STEPS,
-    W1_WARMUP,
-    Unavailable,
-    peer_main,
-    w1_result,
-    w2_result,
-    w2_runs,
-)
+from bench.peers import Unavailable, peer_main
+from bench.sizes import Sizes
+from bench.stats import W1_STEPS, fan_out_result, latency_result, w1_result, w2_result
 
 ROOT = Path(__file__).resolve().parents[2]
 INGRESS = "http://127.0.0.1:8080"
@@ -91,28 +86,45 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, what: str, timeout: f
     raise Unavailable(f"{what} did not answer at {url} within {timeout:.0f} s")
 
 
-async def measure_async(quick: bool) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-    async with httpx.AsyncClient(base_url=INGRESS, timeout=60.0, limits=limits) as client:
+async def measure_async(sizes: Sizes) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(base_url=INGRESS, timeout=120.0, limits=limits) as client:
 
-        async def run(handler: str, n: int) -> None:
+        async def run(handler: str, n: int) -> Any:
             response = await client.post(f"/Bench/{handler}", json=n)
             response.raise_for_status()
+            return response.json()
 
-        for n in range(W1_WARMUP):
+        for n in range(sizes.w1_warmup):
             await run("tenSteps", n)
         samples = []
-        for n in range(W1_RUNS):
+        for n in range(sizes.w1_runs):
             start = time.perf_counter()
             await run("tenSteps", n)
             samples.append((time.perf_counter() - start) * 1000 / W1_STEPS)
-        runs = w2_runs(quick)
+        runs = sizes.w2_runs
         start = time.perf_counter()
         await asyncio.gather(*(run("threeSteps", n) for n in range(runs)))
-        return {"w1": w1_result(samples), "w2": w2_result(runs, time.perf_counter() - start)}
+        w2 = w2_result(runs, time.perf_counter() - start)
+        latencies = []
+        for n in range(sizes.w3_events):
+            start = time.monotonic()
+            latencies.append((float(await run("firstStep", n)) - start) * 1000)
+        start = time.perf_counter()
+        ids = await run("fanOut", sizes.w4_children)
+        attached = asyncio.Semaphore(100)
+
+        async def attach(invocation_id: str) -> None:
+            async with attached:
+                response = await client.get(f"/restate/invocation/{invocation_id}/attach")
+                response.raise_for_status()
+
+        await asyncio.gather(*(attach(i) for i in ids))
+        w4 = fan_out_result(len(ids), time.perf_counter() - start)
+        return {"w1": w1_result(samples), "w2": w2, "w3": latency_result(latencies), "w4": w4}
 
 
-def measure(quick: bool) -> dict[str, Any]:
+def measure(sizes: Sizes) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         server = spawn(server_command(), Path(tmp))
         service = None
@@ -124,7 +136,7 @@ def measure(quick: bool) -> dict[str, Any]:
             registered = httpx.post(f"{ADMIN}/deployments", json={"uri": SERVICE_URI}, timeout=30)
             if registered.is_error:
                 raise Unavailable(f"registering the deployment failed: {registered.text}")
-            result = asyncio.run(measure_async(quick))
+            result = asyncio.run(measure_async(sizes))
         finally:
             if service is not None:
                 stop(service)

@@ -5,6 +5,8 @@ python -m hypercorn bench.peers.restate_service:app --bind 127.0.0.1:9080
 
 from __future__ import annotations
 
+import time
+
 import restate
 
 bench = restate.Service("Bench")
@@ -12,6 +14,10 @@ bench = restate.Service("Bench")
 
 async def value(i: int) -> int:
     return i
+
+
+async def monotonic() -> float:
+    return time.monotonic()
 
 
 @bench.handler("tenSteps")
@@ -27,6 +33,24 @@ async def three_steps(ctx: restate.Context, n: int) -> int:
     a = await ctx.run_typed("a", value, i=1)
     b = await ctx.run_typed("b", value, i=2)
     return a + b + await ctx.run_typed("c", value, i=3)
+
+
+@bench.handler("firstStep")
+async def first_step(ctx: restate.Context, n: int) -> float:
+    """W3: the machine's monotonic clock when the first step's body started."""
+    return await ctx.run_typed("started", monotonic)
+
+
+@bench.handler("child")
+async def child(ctx: restate.Context, i: int) -> int:
+    return await ctx.run_typed("a", value, i=i)
+
+
+@bench.handler("fanOut")
+async def fan_out(ctx: restate.Context, children: int) -> list[str]:
+    """W4: send `children` one-way invocations of `child`; their invocation ids."""
+    handles = [ctx.service_send(child, i) for i in range(children)]
+    return [await handle.invocation_id() for handle in handles]
 
 
 app = restate.app(services=[bench])

@@ -78,6 +78,8 @@ FUNCTION_IDS = (
 )
 # Functions with an onFailure handler; the SDKs register it as "<composite id>-failure".
 FAILURE_HANDLER_IDS = ("fatal",)
+# Functions only the Next.js app defines, outside the scenario table: bench/http.py's W1.
+NEXTJS_BENCH_IDS = ("ten-steps",)
 
 MIN_NODE = (20, 9)
 INSTALL_TIMEOUT_S = 900.0

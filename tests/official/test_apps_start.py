@@ -22,6 +22,7 @@ from tests.official.harness import (
     FAILURE_HANDLER_IDS,
     FUNCTION_IDS,
     NEXTJS_APP_ID,
+    NEXTJS_BENCH_IDS,
     PY_APP_ID,
     AppProcess,
     ensure_nextjs_built,
@@ -113,6 +114,8 @@ def py_dev(stub: StubApi) -> Iterator[AppProcess]:
 
 def _composite_ids(app_id: str) -> set[str]:
     ids = {f"{app_id}-{fn}" for fn in FUNCTION_IDS}
+    if app_id == NEXTJS_APP_ID:
+        ids |= {f"{app_id}-{fn}" for fn in NEXTJS_BENCH_IDS}
     return ids | {f"{app_id}-{fn}-failure" for fn in FAILURE_HANDLER_IDS}
 
 
@@ -157,7 +160,9 @@ def test_nextjs_introspection_counts_failure_handlers_as_functions(
     body = response.json()
     assert body["mode"] == "dev"
     assert body["schema_version"] == "2024-05-24"
-    assert body["function_count"] == len(FUNCTION_IDS) + len(FAILURE_HANDLER_IDS)
+    assert body["function_count"] == (
+        len(FUNCTION_IDS) + len(NEXTJS_BENCH_IDS) + len(FAILURE_HANDLER_IDS)
+    )
 
 
 def test_py_introspection_counts_only_declared_functions(
@@ -241,7 +246,8 @@ def test_cloud_mode_needs_signatures_and_syncs_with_the_hashed_key(
     # The TS SDK re-attaches the key's prefix to the hash; the Python SDK does not.
     token = f"signkey-prod-{hashed}" if sdk == "nextjs" else hashed
     assert registration.headers["authorization"] == f"Bearer {token}"
-    assert len(registration.body["functions"]) == len(FUNCTION_IDS) + len(FAILURE_HANDLER_IDS)
+    app_id = NEXTJS_APP_ID if sdk == "nextjs" else PY_APP_ID
+    assert {fn["id"] for fn in registration.body["functions"]} == _composite_ids(app_id)
 
 
 def _call_sequential(app: AppProcess, run_id: str) -> httpx.Response:

@@ -11,10 +11,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stepwell.engine.api import apps, checkpoint, events, register, rest_v1
+from stepwell.engine.api import apps, checkpoint, dashboard, events, register, rest_v1
 from stepwell.engine.api.auth import check_bearer
 from stepwell.engine.api.responses import JSON
 from stepwell.engine.engine import Engine
+from stepwell.engine.operations import BulkOperations
 from stepwell.engine.sync import Syncer
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -93,6 +94,8 @@ def build_app(
         ("/v1/runs/{run_id}/steps", rest_v1.run_steps, "GET"),
     ]
     routes += [Route(path, _guarded(fn), methods=[method]) for path, fn, method in rest]
+    routes += [Route(p, _guarded(fn), methods=[m]) for p, fn, m in dashboard.rest_routes()]
+    routes += dashboard.routes()
     app = Starlette(routes=routes, middleware=[Middleware(ServerKindHeader, kind=server_kind)])
 
     app.state.engine = engine
@@ -100,4 +103,5 @@ def build_app(
     app.state.signing_keys = list(signing_keys)
     app.state.server_kind = server_kind
     app.state.syncer = syncer
+    app.state.bulk = BulkOperations(engine)
     return app

@@ -144,6 +144,19 @@ export const cron = inngest.createFunction(
   async () => "tick",
 );
 
+// Ten sequential steps returning small values: W1 (per-step overhead) of bench/http.py.
+// Not part of the scenario table, so the Python app has no twin of it.
+export const tenSteps = inngest.createFunction(
+  { id: "ten-steps", triggers: { event: "bench/w1" } },
+  async ({ step }) => {
+    let total = 0;
+    for (let i = 0; i < 10; i++) {
+      total += await step.run(`s${i}`, () => i);
+    }
+    return total;
+  },
+);
+
 export const functions = [
   sequential,
   sleeper,
@@ -158,4 +171,5 @@ export const functions = [
   cancellable,
   limited,
   cron,
+  tenSteps,
 ];

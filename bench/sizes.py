@@ -1,0 +1,52 @@
+"""How big each workload is in quick and full mode, shared by stepwell's side and the peers'."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """The size of every workload of one mode."""
+
+    w1_runs: int = 20
+    """W1: runs of 10 sequential steps timed (after ``w1_warmup`` untimed ones)."""
+    w1_warmup: int = 3
+    w2_runs: int = 1000
+    """W2: runs of 3 steps started at once."""
+    w3_events: int = 200
+    """W3: events sent one at a time, each starting a run whose first step's start is timed."""
+    w4_children: int = 1000
+    """W4: events one run sends, each starting a one-step child run."""
+    w5_runs: int = 100_000
+    """W5: runs that sleep at once."""
+    w5_sleep_s: float = 480.0
+    """W5: how long each run sleeps, seconds: 60 s in quick mode; in full mode long enough for
+    all runs to be asleep at once (they start at ``w5_rate``)."""
+    w5_rate: float = 250.0
+    """W5: runs started per second, 10 at a time, so that they wake at that rate too."""
+    w6_seconds: float = 10.0
+    """W6: how long the client sends batches of 100 events, seconds."""
+    w7_waits: int = 100_000
+    """W7: runs waiting for an event at once."""
+    w7_matches: int = 10_000
+    """W7: matching events sent, each resuming one waiting run."""
+
+
+FULL = Sizes()
+QUICK = Sizes(w2_runs=300, w5_runs=10_000, w5_sleep_s=60.0, w7_waits=10_000, w7_matches=1_000)
+TINY = Sizes(
+    w1_runs=3,
+    w1_warmup=1,
+    w2_runs=20,
+    w3_events=10,
+    w4_children=20,
+    w5_runs=50,
+    w5_sleep_s=2.0,
+    w6_seconds=1.0,
+    w7_waits=50,
+    w7_matches=10,
+)
+"""A smoke-test size: every workload runs, in seconds; its figures mean nothing."""
+
+MODES = {"quick": QUICK, "full": FULL, "tiny": TINY}

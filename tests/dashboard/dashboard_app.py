@@ -1,0 +1,41 @@
+"""The app the dashboard tests run: a two-step pipeline, a sleeper and a failing function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stepwell
+
+app = stepwell.App("dash")
+
+
+def fetch(n: int) -> dict[str, int]:
+    return {"n": n}
+
+
+def double(fetched: dict[str, int]) -> int:
+    return fetched["n"] * 2
+
+
+@app.function("pipeline", trigger="demo/pipeline")
+async def pipeline(ctx: stepwell.Context) -> dict[str, Any]:
+    fetched = await ctx.step.run("fetch", fetch, ctx.event.data.get("n", 1))
+    doubled = await ctx.step.run("double", double, fetched)
+    return {"result": doubled}
+
+
+@app.function("sleeper", trigger="demo/sleep")
+async def sleeper(ctx: stepwell.Context) -> str:
+    await ctx.step.run("before", fetch, 1)
+    await ctx.step.sleep("nap", "1h")
+    await ctx.step.run("after", fetch, 2)
+    return "woke"
+
+
+def explode() -> None:
+    raise stepwell.NonRetriableError("the payment provider said no")
+
+
+@app.function("charge", trigger="demo/charge", retries=0)
+async def charge(ctx: stepwell.Context) -> None:
+    await ctx.step.run("explode", explode)
