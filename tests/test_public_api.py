@@ -6,10 +6,13 @@ import stepwell
 
 EXPECTED = [
     "App",
+    "Batch",
     "CancelOn",
+    "Concurrency",
     "ConfigError",
     "Context",
     "Cron",
+    "Debounce",
     "Event",
     "EventError",
     "EventModel",
@@ -20,10 +23,14 @@ EXPECTED = [
     "NonRetriableError",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimit",
     "RetryAfterError",
+    "Singleton",
     "Step",
     "StepError",
     "StepwellError",
+    "Throttle",
+    "Timeouts",
     "Trigger",
     "__version__",
 ]

@@ -22,6 +22,15 @@ from stepwell.errors import (
 from stepwell.sdk.app import App
 from stepwell.sdk.context import Context
 from stepwell.sdk.events import Event, EventModel
+from stepwell.sdk.flow import (
+    Batch,
+    Concurrency,
+    Debounce,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 from stepwell.sdk.function import Function
 from stepwell.sdk.step import Step
 from stepwell.sdk.triggers import CancelOn, Cron, Trigger
@@ -30,10 +39,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "Batch",
     "CancelOn",
+    "Concurrency",
     "ConfigError",
     "Context",
     "Cron",
+    "Debounce",
     "Event",
     "EventError",
     "EventModel",
@@ -44,10 +56,14 @@ __all__ = [
     "NonRetriableError",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimit",
     "RetryAfterError",
+    "Singleton",
     "Step",
     "StepError",
     "StepwellError",
+    "Throttle",
+    "Timeouts",
     "Trigger",
     "__version__",
 ]

@@ -102,6 +102,19 @@ class FunctionSpec:
         return self.retries + 1
 
 
+FLOW_CONTROL = (
+    "concurrency",
+    "throttle",
+    "rateLimit",
+    "debounce",
+    "batchEvents",
+    "priority",
+    "singleton",
+    "idempotency",
+    "timeouts",
+)
+"""The flow-control fields of a ``FunctionConfig`` (parsed by :mod:`stepwell.engine.flow`)."""
+
 log = logging.getLogger("stepwell.registry")
 
 

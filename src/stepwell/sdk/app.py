@@ -10,6 +10,16 @@ from typing import Any
 from stepwell.errors import ConfigError
 from stepwell.sdk.client import EventSender, HttpEventSender, send_blocking
 from stepwell.sdk.events import Event, EventModel, coerce_event
+from stepwell.sdk.flow import (
+    Batch,
+    Concurrency,
+    Debounce,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+    flow_config,
+)
 from stepwell.sdk.function import (
     Function,
     HandlerFn,
@@ -61,6 +71,15 @@ class App:
         retries: int = 4,
         on_failure: HandlerFn | None = None,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
+        concurrency: int | Concurrency | Sequence[Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        batch: Batch | None = None,
+        priority: str | None = None,
+        singleton: Singleton | None = None,
+        idempotency: str | None = None,
+        timeouts: Timeouts | None = None,
     ) -> Callable[[HandlerFn], Function]:
         """Declare a function.
 
@@ -73,9 +92,32 @@ class App:
             on_failure: an async handler run when a run of this function fails for good; its
                 ``ctx.event`` is ``inngest/function.failed`` with the error in ``data.error``.
             cancel_on: events that cancel a run (:class:`CancelOn`).
+            concurrency: at most this many steps executing at once — an int, or
+                :class:`Concurrency` (up to two) for a key or a scope shared across functions.
+            throttle: at most ``limit`` run starts per period; excess runs wait (:class:`Throttle`).
+            rate_limit: at most ``limit`` runs per period; excess events start none
+                (:class:`RateLimit`).
+            debounce: start once events stop coming, with the last one (:class:`Debounce`).
+            batch: start one run with many events, given as ``ctx.events`` (:class:`Batch`).
+            priority: CEL giving seconds (−600 to 600) to move a run's start ahead or behind.
+            singleton: one unfinished run per key (:class:`Singleton`).
+            idempotency: CEL key: at most one run per key value per 24 hours.
+            timeouts: cancel runs not started or not finished in time (:class:`Timeouts`).
         """
+        flow = flow_config(
+            id,
+            concurrency=concurrency,
+            throttle=throttle,
+            rate_limit=rate_limit,
+            debounce=debounce,
+            batch=batch,
+            priority=priority,
+            singleton=singleton,
+            idempotency=idempotency,
+            timeouts=timeouts,
+        )
         options = build_options(
-            id, name=name, trigger=trigger, retries=retries, cancel_on=cancel_on
+            id, name=name, trigger=trigger, retries=retries, cancel_on=cancel_on, flow=flow
         )
 
         def decorate(handler: HandlerFn) -> Function:

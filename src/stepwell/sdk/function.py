@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stepwell.errors import ConfigError
@@ -40,6 +40,7 @@ class FunctionOptions:
         retries: retries per step and for the handler's own code (0–20, default 4: 5 attempts).
         cancel_on: events that cancel a run.
         event_model: the pydantic model of the trigger's data, when declared.
+        flow: flow-control fields of the registration config.
     """
 
     name: str
@@ -47,6 +48,8 @@ class FunctionOptions:
     retries: int = DEFAULT_RETRIES
     cancel_on: tuple[CancelOn, ...] = ()
     event_model: type[EventModel] | None = None
+    flow: Mapping[str, Any] = field(default_factory=dict)
+    """Flow-control fields of the registration config (see :mod:`stepwell.sdk.flow`)."""
 
 
 class Function:
@@ -92,6 +95,7 @@ class Function:
         }
         if self.options.cancel_on:
             config["cancel"] = [c.to_config() for c in self.options.cancel_on]
+        config.update(self.options.flow)
         return config
 
     async def __call__(
@@ -136,6 +140,7 @@ def build_options(
     trigger: Any,
     retries: int,
     cancel_on: CancelOn | Sequence[CancelOn] | None,
+    flow: Mapping[str, Any] | None = None,
 ) -> FunctionOptions:
     """Validate what ``@app.function(...)`` was given; raise :class:`ConfigError` naming the field."""
     from stepwell.sdk.triggers import normalise_trigger
@@ -167,6 +172,7 @@ def build_options(
         retries=retries,
         cancel_on=cancels,
         event_model=models[0] if models else None,
+        flow=dict(flow or {}),
     )
 
 

@@ -413,7 +413,7 @@ class SqlTx:
             "UPDATE queue SET lease_owner = ?, lease_expires_at = ? WHERE item_id IN ("
             "SELECT item_id FROM queue WHERE available_at <= ? "
             "AND (lease_owner IS NULL OR lease_expires_at <= ?) "
-            f"ORDER BY priority, available_at LIMIT ?{self._dialect.claim_lock}) "
+            f"ORDER BY priority, available_at, item_id LIMIT ?{self._dialect.claim_lock}) "
             f"RETURNING {_QUEUE.columns}",
             (owner, now + lease_ms, now, now, limit),
         )
@@ -487,7 +487,7 @@ class SqlTx:
         rows = self._all(
             f"SELECT {_QUEUE.columns}, admitted FROM queue WHERE available_at <= ? "
             "AND (lease_owner IS NULL OR lease_expires_at <= ?) "
-            f"ORDER BY priority, available_at LIMIT ?{self._dialect.claim_lock}",
+            f"ORDER BY priority, available_at, item_id LIMIT ?{self._dialect.claim_lock}",
             (now, now, limit),
         )
         return [ClaimCandidate(_QUEUE.load(r[:-1]), bool(r[-1])) for r in rows]
@@ -527,10 +527,12 @@ class SqlTx:
         if count <= 0:
             return 0
         return self._changed(
+            # blocked_on is checked again outside the subquery: on PostgreSQL a row another
+            # unit changed meanwhile is re-checked against the outer condition only.
             "UPDATE queue SET available_at = blocked_at, blocked_on = NULL, blocked_at = NULL "
-            "WHERE item_id IN (SELECT item_id FROM queue WHERE blocked_on = ? "
-            "ORDER BY blocked_at LIMIT ?)",
-            (key, count),
+            "WHERE blocked_on = ? AND item_id IN (SELECT item_id FROM queue WHERE blocked_on = ? "
+            "ORDER BY blocked_at, item_id LIMIT ?)",
+            (key, key, count),
         )
 
     def blocked_keys(self, limit: int = 100) -> list[str]:

@@ -18,6 +18,14 @@ ALTER TABLE runs ADD COLUMN flow_keys TEXT;
 ALTER TABLE runs ADD COLUMN singleton_key TEXT;
 CREATE INDEX runs_by_singleton ON runs (singleton_key) WHERE singleton_key IS NOT NULL;
 
+-- Items due at the same millisecond are claimed in the order they were created (ids are ULIDs),
+-- so runs that flow control holds back are served first in, first out.
+DROP INDEX queue_by_due;
+CREATE INDEX queue_by_due ON queue (priority, available_at, item_id);
+DELETE FROM sqlite_stat1 WHERE idx = 'queue_by_due';
+INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('queue', 'queue_by_due', '1000000 100000 1 1');
+ANALYZE sqlite_schema;
+
 ALTER TABLE queue ADD COLUMN concurrency_key1 TEXT;
 ALTER TABLE queue ADD COLUMN concurrency_key2 TEXT;
 ALTER TABLE queue ADD COLUMN blocked_on TEXT;
@@ -25,7 +33,7 @@ ALTER TABLE queue ADD COLUMN blocked_at INTEGER;
 ALTER TABLE queue ADD COLUMN admitted INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX queue_by_key1 ON queue (concurrency_key1) WHERE concurrency_key1 IS NOT NULL;
 CREATE INDEX queue_by_key2 ON queue (concurrency_key2) WHERE concurrency_key2 IS NOT NULL;
-CREATE INDEX queue_blocked ON queue (blocked_on, blocked_at) WHERE blocked_on IS NOT NULL;
+CREATE INDEX queue_blocked ON queue (blocked_on, blocked_at, item_id) WHERE blocked_on IS NOT NULL;
 
 CREATE TABLE flow_buckets (
     bucket_key  TEXT PRIMARY KEY,
