@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test check setup bench
+.PHONY: dev test check setup bench screenshots
 
 $(BIN)/stepwell: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -11,7 +11,11 @@ $(BIN)/stepwell: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/stepwell
 
-setup: $(BIN)/stepwell
+setup: $(BIN)/stepwell /usr/bin/chromium
+
+# The dashboard's browser tests drive Debian's Chromium (Playwright never downloads a browser).
+/usr/bin/chromium:
+	-apt-get install -y chromium || sudo apt-get install -y chromium
 
 dev: setup
 	$(BIN)/stepwell dev examples/shop.py examples/onboarding.py examples/reports.py
@@ -23,6 +27,10 @@ check: setup
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
+
+# Regenerate the dashboard screenshots in docs/img/ from the browser tests.
+screenshots: setup
+	STEPWELL_DOCS_SCREENSHOTS=1 $(BIN)/pytest tests/dashboard/test_browser.py
 
 bench: setup
 	$(BIN)/python -m bench
