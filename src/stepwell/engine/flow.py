@@ -141,7 +141,7 @@ class _Loose(BaseModel):
 class _ConcurrencyIn(_Loose):
     limit: int = Field(ge=0)
     key: str | None = None
-    scope: Scope = "fn"
+    scope: Scope | None = None
 
 
 class _ThrottleIn(_Loose):
@@ -291,11 +291,12 @@ class _Parser:
         limits = []
         for i, c in enumerate(items):
             where = f"concurrency[{i}]" if len(items) > 1 else "concurrency"
-            if c.scope != "fn" and not c.key:
-                self.fail(f"{where}.key", f"scope {c.scope!r} needs a key shared by the functions")
+            scope = c.scope or "fn"
+            if scope != "fn" and not c.key:
+                self.fail(f"{where}.key", f"scope {scope!r} needs a key shared by the functions")
             if c.limit > 0:  # 0 means no limit
                 limits.append(
-                    ConcurrencyLimit(c.limit, self.expression(f"{where}.key", c.key), c.scope)
+                    ConcurrencyLimit(c.limit, self.expression(f"{where}.key", c.key), scope)
                 )
         return tuple(limits)
 
