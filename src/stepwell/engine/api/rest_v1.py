@@ -77,8 +77,12 @@ async def event_runs(request: Request) -> Response:
     event = await engine.store.read(lambda tx: tx.get_event(event_id))
     if event is None:
         return error(404, f"event {event_id!r} not found", "not_found")
-    runs = await engine.store.read(lambda tx: tx.runs_for_event(event_id))
-    return JSON({"data": [run_json(r) for r in runs]})
+    runs, skips = await engine.store.read(
+        lambda tx: (tx.runs_for_event(event_id), tx.skips_for_event(event_id))
+    )
+    # "skipped": functions whose trigger matched but whose flow control started no run.
+    skipped = [{"function_id": f, "reason": reason} for f, reason in skips]
+    return JSON({"data": [run_json(r) for r in runs], "skipped": skipped})
 
 
 async def get_run(request: Request) -> Response:
