@@ -66,3 +66,13 @@ class Client:
 
     def event_runs(self, event_id: str) -> list[dict[str, Any]]:
         return list(self._call("GET", f"/v1/events/{event_id}/runs")["data"])
+
+    def start_bulk(self, kind: str, selection: dict[str, Any]) -> dict[str, Any]:
+        """Start a bulk ``cancel`` or ``replay`` of the runs matching ``selection``."""
+        path = "/v1/cancellations" if kind == "cancel" else "/v1/replays"
+        return dict(self._call("POST", path, json=selection))
+
+    def bulk(self, kind: str, job_id: str) -> dict[str, Any]:
+        """A bulk operation's progress."""
+        path = "/v1/cancellations" if kind == "cancel" else "/v1/replays"
+        return dict(self._call("GET", f"{path}/{job_id}"))

@@ -261,7 +261,7 @@ def send(name: str, data: str, event_id: str | None, url: str | None) -> None:
 
 @main.group()
 def runs() -> None:
-    """List, show and cancel runs."""
+    """List, show, cancel and replay runs."""
 
 
 @runs.command("list")
@@ -311,13 +311,104 @@ def runs_show(run_id: str, url: str | None) -> None:
         )
 
 
+def _selection_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The filter bulk operations take: function, app, status, time range, CEL condition."""
+    for option in reversed(
+        [
+            click.option("--function", "function_id", default=None, help="Composite id (app-fn)."),
+            click.option("--app", "app_id", default=None, help="Runs of this app's functions."),
+            click.option(
+                "--status",
+                default=None,
+                type=click.Choice(["Queued", "Running", "Completed", "Failed", "Cancelled"]),
+            ),
+            click.option(
+                "--since", default=None, help='Queued since: a duration ago ("1h") or a time.'
+            ),
+            click.option(
+                "--until", default=None, help='Queued before: a duration ago ("10m") or a time.'
+            ),
+            click.option("--if", "if_exp", default=None, help="CEL over the trigger `event`."),
+            click.option("--url", default=None, envvar="STEPWELL_URL"),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @runs.command("cancel")
-@click.argument("run_id")
-@click.option("--url", default=None, envvar="STEPWELL_URL")
-def runs_cancel(run_id: str, url: str | None) -> None:
-    """Cancel a run."""
-    run = _call(lambda: Client(url).cancel(run_id))
-    click.echo(f"{run['run_id']} {run['status']}")
+@click.argument("run_id", required=False)
+@_selection_options
+def runs_cancel(run_id: str | None, url: str | None, **selection: str | None) -> None:
+    """Cancel a run, or every run matching the filter (with --function, --app, ...)."""
+    if run_id is not None:
+        if any(selection.values()):
+            raise click.UsageError("give a RUN_ID or a filter, not both")
+        run = _call(lambda: Client(url).cancel(run_id))
+        click.echo(f"{run['run_id']} {run['status']}")
+        return
+    _bulk("cancel", url, selection)
+
+
+@runs.command("replay")
+@_selection_options
+def runs_replay(url: str | None, **selection: str | None) -> None:
+    """Start a new run (same events) for every run matching the filter."""
+    _bulk("replay", url, selection)
+
+
+def _bulk(kind: str, url: str | None, selection: dict[str, str | None]) -> None:
+    import time
+
+    if not (selection.get("function_id") or selection.get("app_id")):
+        raise click.UsageError("bulk operations need --function or --app")
+    body: dict[str, Any] = {
+        "function_id": selection.get("function_id"),
+        "app_id": selection.get("app_id"),
+        "status": selection.get("status"),
+        "if": selection.get("if_exp"),
+        "started_after": _instant(selection.get("since"), "--since"),
+        "started_before": _instant(selection.get("until"), "--until"),
+    }
+    client = Client(url)
+    job = _call(lambda: client.start_bulk(kind, {k: v for k, v in body.items() if v is not None}))
+    job_id = job["id"]
+    while job["total"] is None and job["state"] not in ("done", "failed"):
+        time.sleep(0.2)
+        job = _call(lambda: client.bulk(kind, job_id))
+    label = "cancelling" if kind == "cancel" else "replaying"
+    with click.progressbar(length=max(job["total"] or 0, 1), label=label) as bar:
+        shown = 0
+        while True:
+            bar.update(job["processed"] - shown)
+            shown = job["processed"]
+            if job["state"] in ("done", "failed"):
+                break
+            time.sleep(0.2)
+            job = _call(lambda: client.bulk(kind, job_id))
+    done = "cancelled" if kind == "cancel" else "replayed"
+    click.echo(f"{job['changed']} run(s) {done}, {job['skipped']} skipped ({job['id']})")
+    for error in job["errors"]:
+        click.echo(f"error: {error}", err=True)
+    if job["state"] == "failed":
+        raise click.ClickException(f"bulk {kind} {job['id']} failed")
+
+
+def _instant(value: str | None, option: str) -> int | None:
+    """A duration ago ("1h") or a point in time, as epoch ms."""
+    from stepwell.errors import ConfigError
+    from stepwell.protocol.durations import parse_duration, parse_time
+
+    if value is None:
+        return None
+    try:
+        return int(datetime.now(UTC).timestamp() * 1000) - parse_duration(value)
+    except ConfigError:
+        pass
+    try:
+        return parse_time(value, field=option)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def _call(fn: Any) -> Any:
