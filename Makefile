@@ -33,4 +33,5 @@ screenshots: setup
 	STEPWELL_DOCS_SCREENSHOTS=1 $(BIN)/pytest tests/dashboard/test_browser.py
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench --quick

@@ -1,107 +1,151 @@
-"""Embedded-mode benchmarks: per-step overhead (W1) and throughput (W2).
+"""Every workload on stepwell and on each peer, in one run.
 
-    python -m bench            # quick sizes
-    python -m bench --full     # the sizes of docs/benchmarks.md
+    pip install -e '.[bench]'
+    python -m bench --quick                 # about 6 minutes; what `make bench` runs
+    python -m bench --full                  # the sizes of issue #5 (W5 alone takes ~20 minutes)
+    python -m bench --quick --only embedded,celery   # some parts only; docs are left alone
+    python -m bench --report-only           # tables, chart and docs again from bench/results.json
 
-Durability stays at its defaults: SQLite in WAL mode with synchronous=FULL. Prints what it
-measured and on how many samples; never used as a test assertion.
+Prints the machine's load average first, then each part as it runs, then a table of absolute
+figures and ratios (stepwell ÷ best peer). A complete run writes ``bench/results.json``, the chart
+``docs/img/bench.png`` and the generated block of ``docs/benchmarks.md``. Durability stays at
+each system's defaults; nothing here is a test assertion.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-import stepwell
-from stepwell.embedded import Embedded
-from stepwell.store.records import RunRecord
+from bench.embedded import build_app
 
+__all__ = ["build_app"]  # bench.postgres builds its nodes' app from here
 
-def build_app(done: dict[str, asyncio.Future[None]] | None = None) -> stepwell.App:
-    """The embedded workloads' app: W1 (ten steps) and W2 (three steps); other benches extend it."""
-    app = stepwell.App("bench")
-
-    @app.function("ten-steps", trigger="bench/w1")
-    async def ten_steps(ctx: stepwell.Context) -> int:
-        total = 0
-        for i in range(10):
-            total += await ctx.step.run(f"s{i}", _value, i)
-        return total
-
-    @app.function("three-steps", trigger="bench/w2")
-    async def three_steps(ctx: stepwell.Context) -> int:
-        a = await ctx.step.run("a", _value, 1)
-        b = await ctx.step.run("b", _value, 2)
-        return a + b + await ctx.step.run("c", _value, 3)
-
-    return app
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.json"
+DOC = ROOT / "docs" / "benchmarks.md"
+CHART = ROOT / "docs" / "img" / "bench.png"
+SERVERS = {"postgres": "PostgreSQL", "celery": "Redis", "restate": "restate-server"}
+"""Parts that report the version of the server they ran on, and the server's name."""
+PACKAGES = ("stepwell", "celery", "redis", "dbos", "restate-sdk", "hypercorn", "inngest", "uvicorn")
 
 
-async def _value(i: int) -> int:
-    return i
+def versions() -> dict[str, str]:
+    """Versions of what the run used: Python packages, Node.js and the npm packages."""
+    found = {}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    if "inngest" in found:
+        found["inngest (PyPI)"] = found.pop("inngest")
+    package_json = ROOT / "tests" / "official" / "nextjs" / "package.json"
+    if package_json.exists():
+        dependencies = json.loads(package_json.read_text())["dependencies"]
+        found["inngest (npm)"] = dependencies["inngest"]
+        found["next"] = dependencies["next"]
+    if node := shutil.which("node"):
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+        found["Node.js"] = out.stdout.strip().lstrip("v")
+    return found
 
 
-async def w1_per_step(
-    app: stepwell.App, done: dict[str, asyncio.Future[None]], runs: int
-) -> dict[str, float]:
-    samples = []
-    loop = asyncio.get_running_loop()
-    for _ in range(runs):
-        start = time.perf_counter()
-        [event_id] = await app.send(stepwell.Event("bench/w1", {}))
-        fut = done.setdefault(event_id, loop.create_future())
-        await fut
-        samples.append((time.perf_counter() - start) * 1000 / 10)
-    return {"ms_per_step_median": statistics.median(samples), "samples": len(samples)}
-
-
-async def w2_throughput(
-    app: stepwell.App, done: dict[str, asyncio.Future[None]], runs: int
-) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    start = time.perf_counter()
-    ids = await app.send([stepwell.Event("bench/w2", {"n": n}) for n in range(runs)])
-    futures = [done.setdefault(i, loop.create_future()) for i in ids]
-    await asyncio.gather(*futures)
-    elapsed = time.perf_counter() - start
+def machine() -> dict[str, Any]:
     return {
-        "runs_per_s": runs / elapsed,
-        "steps_per_s": 3 * runs / elapsed,
-        "runs": runs,
-        "seconds": elapsed,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "load_average": list(os.getloadavg()),
     }
 
 
-async def main(full: bool) -> None:
-    done: dict[str, asyncio.Future[None]] = {}
-    app = build_app(done)
-    with tempfile.TemporaryDirectory() as tmp:
-        async with Embedded([app], db=str(Path(tmp) / "bench.db")) as embedded:
+def report(results: dict[str, Any], write: bool) -> None:
+    from bench import report as make
 
-            def ended(run: RunRecord, status: str) -> None:
-                fut = done.pop(run.event_id, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(None)
+    print()
+    print(make.text_table(make.peer_rows(results)))
+    print()
+    print(make.text_table(make.mode_rows(results)))
+    print()
+    for name, part in results["parts"].items():
+        if "settings" in part:
+            print(f"{name}: {part['settings']}")
+    for line in make.unavailable(results):
+        print(f"could not run: {line}")
+    if write:
+        make.chart(results, CHART)
+        make.write_docs(results, DOC, f"img/{CHART.name}")
+        print(
+            f"\nwrote {RESULTS.relative_to(ROOT)}, {CHART.relative_to(ROOT)}, {DOC.relative_to(ROOT)}"
+        )
 
-            embedded.engine.run_listeners.append(ended)
-            await w1_per_step(app, done, 3)  # warm up
-            w1 = await w1_per_step(app, done, 20)
-            w2 = await w2_throughput(app, done, 1000 if full else 300)
-    print("stepwell embedded (SQLite, WAL, synchronous=FULL)")
-    print(
-        f"  W1 per-step overhead: {w1['ms_per_step_median']:.3f} ms/step (median of {w1['samples']} runs of 10 steps)"
+
+def main() -> None:
+    from bench.sizes import MODES
+    from bench.suite import PARTS, run_parts
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    print(
-        f"  W2 throughput: {w2['runs_per_s']:.0f} runs/s, {w2['steps_per_s']:.0f} steps/s ({w2['runs']} runs of 3 steps in {w2['seconds']:.2f} s)"
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_const", dest="mode", const="quick")
+    size.add_argument("--full", action="store_const", dest="mode", const="full")
+    size.add_argument(
+        "--tiny",
+        action="store_const",
+        dest="mode",
+        const="tiny",
+        help="smoke test: every workload at a tiny size",
     )
+    parser.add_argument("--only", help=f"comma-separated parts, of: {', '.join(PARTS)}")
+    parser.add_argument(
+        "--report-only", action="store_true", help="report bench/results.json again"
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.report_only:
+        report(json.loads(args.results.read_text()), write=True)
+        return
+    mode = args.mode or "quick"
+    parts = tuple(args.only.split(",")) if args.only else PARTS
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    info = machine()
+    load = ", ".join(f"{x:.2f}" for x in info["load_average"])
+    print(f"load average at start: {load} ({info['cpus']} cores); sizes: {mode}", flush=True)
+    started = time.time()
+    results = {
+        "command": f"python -m bench --{mode}" + (f" --only {args.only}" if args.only else ""),
+        "mode": mode,
+        "started_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        "machine": info,
+        "versions": versions(),
+        "parts": run_parts(parts, mode, MODES[mode]),
+    }
+    results["seconds"] = time.time() - started
+    for part, server in SERVERS.items():
+        if "server_version" in results["parts"].get(part, {}):
+            results["versions"][server] = results["parts"][part]["server_version"]
+    complete = not args.only and mode != "tiny"
+    out = RESULTS if complete else Path(tempfile.gettempdir()) / "stepwell-bench-partial.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, write=complete)
+    if not complete:
+        print(f"\na partial run: results in {out}, docs left alone")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--full", action="store_true")
-    parser.add_argument("--quick", action="store_true")
-    asyncio.run(main(parser.parse_args().full))
+    main()

@@ -38,7 +38,8 @@ BATCH = 100
 IN_FLIGHT = 300
 """Runs sent but not yet parked before the next batch is sent."""
 INGEST_EVENTS = 5000
-"""Events sent (100 a request) to measure the ingest rate during W7."""
+"""Events sent (100 a call) to measure the ingest rate during W7, unless ``INGEST_S`` is up first."""
+INGEST_S = 10.0
 
 
 def rss_mb() -> float:
@@ -139,15 +140,16 @@ async def w5(runs: int, sleep_s: float, rate: float) -> dict[str, Any]:
     }
 
 
-async def ingest_rate(app: stepwell.App, events: int, name: str) -> float:
-    """Events/s of ``events`` events named ``name`` sent 100 a call, one call at a time; none
-    of them matches a wait or starts a run."""
+async def ingest_rate(app: stepwell.App, name: str) -> tuple[int, float]:
+    """Events/s of events named ``name`` sent 100 a call, one call at a time, for at most
+    ``INGEST_EVENTS`` events or ``INGEST_S`` seconds; none of them matches a wait or starts a run.
+    Returns the events sent and the rate."""
     start = time.perf_counter()
-    for first in range(0, events, 100):
-        await app.send(
-            [stepwell.Event(name, {"id": f"none-{n}"}) for n in range(first, first + 100)]
-        )
-    return events / (time.perf_counter() - start)
+    sent = 0
+    while sent < INGEST_EVENTS and time.perf_counter() - start < INGEST_S:
+        await app.send([stepwell.Event(name, {"id": f"none-{sent + n}"}) for n in range(100)])
+        sent += 100
+    return sent, sent / (time.perf_counter() - start)
 
 
 async def w7(waits: int, matches: int) -> dict[str, Any]:
@@ -158,7 +160,7 @@ async def w7(waits: int, matches: int) -> dict[str, Any]:
         async with Embedded([app], db=str(db)) as embedded:
             embedded.engine.run_listeners.append(ends)
             idle_rss = rss_mb()
-            rate_before = await ingest_rate(app, INGEST_EVENTS, "bench/w7-approve")
+            sent_before, rate_before = await ingest_rate(app, "bench/w7-approve")
 
             def waiting() -> int:
                 return count_rows(db, "SELECT count(*) FROM waits")
@@ -167,7 +169,7 @@ async def w7(waits: int, matches: int) -> dict[str, Any]:
                 app, waits, lambda n: stepwell.Event("bench/w7", {"id": n}), waiting
             )
             waiting_rss, waiting_db = rss_mb(), db_mb(db)
-            rate_waiting = await ingest_rate(app, INGEST_EVENTS, "bench/w7-approve")
+            sent_waiting, rate_waiting = await ingest_rate(app, "bench/w7-approve")
             start = time.perf_counter()
             for first in range(0, matches, 100):
                 last = min(first + 100, matches)
@@ -183,7 +185,8 @@ async def w7(waits: int, matches: int) -> dict[str, Any]:
         "idle_rss_mb": idle_rss,
         "rss_mb": waiting_rss,
         "db_mb": waiting_db,
-        "ingest_events": INGEST_EVENTS,
+        "ingest_events_no_waits": sent_before,
+        "ingest_events": sent_waiting,
         "ingest_per_s_no_waits": rate_before,
         "ingest_per_s_waiting": rate_waiting,
         "resume_seconds": resumed_s,

@@ -3,9 +3,13 @@
     python -m bench.http
 
 Each mode runs one function of 10 sequential steps, 20 times, and reports the median time per
-step from the event being accepted to the run's end. Over HTTP the app is served by uvicorn on
-loopback in the same process as the engine (so both share one core's event loop): stepwell's
-own SDK through `stepwell.serve.fastapi`, and the official `inngest` Python SDK (dev mode).
+step from the event being accepted to the run's end. Over HTTP the Python apps are served by
+uvicorn on loopback in the same process as the engine (so both share one core's event loop):
+stepwell's own SDK through `stepwell.serve.fastapi`, and the official `inngest` Python SDK (dev
+mode). The official TS SDK (npm `inngest`) runs in the Next.js app of `tests/official/nextjs`
+(`next start`, built and cached by `tests/official/harness.py`), with its async checkpointing on
+(the SDK's default: steps run back to back in one call, each posted to `/v1/checkpoint`) and off
+(one call per step, like the Python SDKs).
 """
 
 from __future__ import annotations
@@ -124,43 +128,85 @@ async def _measure(engine: Engine, send: Callable[[], Any]) -> float:
     return statistics.median(samples)
 
 
-async def main() -> None:
-    results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+MODES = (
+    "in-process (stepwell SDK)",
+    "stepwell SDK served (FastAPI)",
+    "official inngest Python SDK",
+    "official TS SDK (Next.js), checkpointing on",
+    "official TS SDK (Next.js), checkpointing off",
+)
+
+
+@asynccontextmanager
+async def _served(mode: str, engine_url: str, port: int) -> AsyncIterator[str]:
+    """Serve the W1 function the way ``mode`` does on ``port``; yields its serve URL."""
+    if mode.startswith("official TS"):
+        from tests.official.harness import start_nextjs
+
+        app = start_nextjs(
+            engine_url, port=port, mode="dev", checkpointing=mode.endswith("checkpointing on")
+        )
+        async with app:
+            yield app.url
+        return
+    if mode.startswith("stepwell"):
+        api = fastapi.FastAPI()
+        stepwell.serve.fastapi(api, stepwell_app())
+        path = "/api/stepwell"
+    else:
+        api = inngest_app(engine_url)
+        path = "/api/inngest"
+    async with _serve(api, port):
+        yield f"http://127.0.0.1:{port}{path}"
+
+
+async def measure_mode(mode: str, db: Path) -> float:
+    """Median ms per step of W1 in ``mode`` (one of ``MODES``), on a fresh SQLite file."""
+    if mode == MODES[0]:
         app = stepwell_app()
-        async with Embedded([app], db=str(Path(tmp) / "inprocess.db")) as embedded:
-            results["in-process (stepwell SDK)"] = await _measure(
-                embedded.engine, lambda: app.send(stepwell.Event("bench/w1", {}))
+        async with Embedded([app], db=str(db)) as embedded:
+            return await _measure(embedded.engine, lambda: app.send(stepwell.Event("bench/w1", {})))
+    engine_port, app_port = _port(), _port()
+    engine_url = f"http://127.0.0.1:{engine_port}"
+    async with Embedded([], db=str(db), http=HttpDriver(SystemClock())) as embedded:
+        engine = embedded.engine
+        syncer = Syncer(engine, server_kind="dev", signing_key=None)
+        os.environ["INNGEST_DEV"] = engine_url
+        async with (
+            _serve(build_app(engine, syncer=syncer), engine_port),
+            _served(mode, engine_url, app_port) as url,
+        ):
+            state = await syncer.sync(url)
+            if not state.ok:
+                raise RuntimeError(f"{mode}: sync failed: {state.error}")
+            return await _measure(
+                engine, lambda: engine.send_wire([{"name": "bench/w1", "data": {}}])
             )
-        for mode in ("stepwell SDK served (FastAPI)", "official inngest Python SDK"):
-            engine_port, app_port = _port(), _port()
-            engine_url = f"http://127.0.0.1:{engine_port}"
-            http = HttpDriver(SystemClock())
-            async with Embedded([], db=str(Path(tmp) / f"{app_port}.db"), http=http) as embedded:
-                engine = embedded.engine
-                syncer = Syncer(engine, server_kind="dev", signing_key=None)
-                os.environ["INNGEST_DEV"] = engine_url
-                if mode.startswith("stepwell"):
-                    served = stepwell_app()
-                    api = fastapi.FastAPI()
-                    stepwell.serve.fastapi(api, served)
-                    path = "/api/stepwell"
-                else:
-                    api = inngest_app(engine_url)
-                    path = "/api/inngest"
-                async with (
-                    _serve(build_app(engine, syncer=syncer), engine_port),
-                    _serve(api, app_port),
-                ):
-                    state = await syncer.sync(f"http://127.0.0.1:{app_port}{path}")
-                    if not state.ok:
-                        raise RuntimeError(f"{mode}: sync failed: {state.error}")
-                    results[mode] = await _measure(
-                        engine, lambda e=engine: e.send_wire([{"name": "bench/w1", "data": {}}])
-                    )
+
+
+async def measure(modes: tuple[str, ...] = MODES) -> dict[str, dict[str, Any]]:
+    """W1 in each of ``modes``: ``{mode: {"ms_per_step_median", "samples"}}``, or
+    ``{mode: {"unavailable": reason}}`` for a mode that could not run here."""
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, mode in enumerate(modes):
+            try:
+                ms = await measure_mode(mode, Path(tmp) / f"{n}.db")
+            except Exception as exc:  # reported as the reason the mode could not run
+                results[mode] = {"unavailable": f"{type(exc).__name__}: {exc}"[:500]}
+            else:
+                results[mode] = {"ms_per_step_median": ms, "samples": RUNS}
+    return results
+
+
+async def main() -> None:
+    results = await measure()
     print(f"W1 per-step overhead, one run of {STEPS} steps, median of {RUNS} runs:")
-    for mode, ms in results.items():
-        print(f"  {mode:<34} {ms:7.3f} ms/step")
+    for mode, result in results.items():
+        if "unavailable" in result:
+            print(f"  {mode:<46} could not run: {result['unavailable']}")
+        else:
+            print(f"  {mode:<46} {result['ms_per_step_median']:7.3f} ms/step")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def measure(sizes: Sizes) -> dict[str, Any]:
     from celery import chain
     from celery.result import AsyncResult
 
-    from bench.peers.celery_tasks import BACKEND_URL, BROKER_URL, add, fan_out, started
+    from bench.peers.celery_tasks import BACKEND_URL, BROKER_URL, add, app, fan_out, started
 
     def run(steps: int) -> Any:
         return chain(add.s(0, 0), *(add.s(i) for i in range(1, steps))).apply_async()
@@ -87,6 +87,7 @@ def measure(sizes: Sizes) -> dict[str, Any]:
         return fan_out_result(len(ids), time.perf_counter() - start)
 
     worker = start_worker()
+    redis_version = app.backend.client.info()["redis_version"]
     try:
         w1 = time_w1(sizes, lambda: run(W1_STEPS).get(timeout=RESULT_TIMEOUT))
         start = time.perf_counter()
@@ -104,6 +105,7 @@ def measure(sizes: Sizes) -> dict[str, Any]:
             "persistence (save '', appendonly no): not durable; worker prefork pool, "
             "concurrency 2; a step is a task, a run a chain of tasks; W4 children started as a group"
         ),
+        "server_version": redis_version,
         "w1": w1,
         "w2": w2,
         "w3": w3,

@@ -125,6 +125,9 @@ async def measure_async(sizes: Sizes) -> dict[str, Any]:
 
 
 def measure(sizes: Sizes) -> dict[str, Any]:
+    version = subprocess.run(
+        [*server_command(), "--version"], capture_output=True, text=True, timeout=120, check=False
+    ).stdout.split()
     with tempfile.TemporaryDirectory() as tmp:
         server = spawn(server_command(), Path(tmp))
         service = None
@@ -147,6 +150,7 @@ def measure(sizes: Sizes) -> dict[str, Any]:
             "directory; Python SDK served by hypercorn (HTTP/2); runs invoked through the "
             "ingress, request-response"
         ),
+        "server_version": version[-1] if version else "unknown",
         **result,
     }
 

@@ -1,0 +1,157 @@
+"""Every workload on every system, in one run: what ``python -m bench`` measures.
+
+Parts, run one after the other so that none competes with another for the 2 cores:
+
+* ``embedded``: W1–W4 on stepwell embedded, in this process (:mod:`bench.embedded`);
+* ``w5``, ``w7``: stepwell embedded, each in a fresh process (:mod:`bench.capacity`);
+* ``w6``: a ``stepwell dev`` server and a client process (:mod:`bench.ingest`);
+* ``postgres``: W1 and W2 on one PostgreSQL node (:mod:`bench.postgres`'s public functions);
+* ``http``: W1 over HTTP: stepwell's SDK served, the official Python and TS SDKs (:mod:`bench.http`);
+* ``celery``, ``dbos``, ``restate``: W1–W4 on each peer, each in a process of its own
+  (:mod:`bench.peers`).
+
+A part that fails is recorded with the reason and the others still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.sizes import Sizes
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = ("celery", "dbos", "restate")
+PARTS = ("embedded", "w5", "w6", "w7", "postgres", "http", *PEERS)
+PEER_TIMEOUT_S = 600.0
+
+
+def run_parts(parts: tuple[str, ...], mode: str, sizes: Sizes) -> dict[str, dict[str, Any]]:
+    """Run ``parts`` (names from ``PARTS``) in order; each part's result or failure by name."""
+    results: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        print(f"-- {part}", flush=True)
+        started = time.perf_counter()
+        try:
+            result = _PARTS[part](mode, sizes)
+        except Exception as exc:  # any failure is reported as the reason the part did not run
+            traceback.print_exc()
+            result = {"unavailable": f"{type(exc).__name__}: {exc}"[:500]}
+        result["part_seconds"] = time.perf_counter() - started
+        results[part] = result
+        if "unavailable" in result:
+            print(f"   could not run: {result['unavailable']}", flush=True)
+        else:
+            print(f"   done in {result['part_seconds']:.0f} s", flush=True)
+    return results
+
+
+def _embedded(mode: str, sizes: Sizes) -> dict[str, Any]:
+    from bench import embedded
+
+    return asyncio.run(embedded.measure(sizes))
+
+
+def _w5(mode: str, sizes: Sizes) -> dict[str, Any]:
+    args = ["w5", "--runs", str(sizes.w5_runs), "--sleep", str(sizes.w5_sleep_s)]
+    timeout = sizes.w5_runs / sizes.w5_rate + sizes.w5_sleep_s + 600
+    return _in_process("bench.capacity", [*args, "--rate", str(sizes.w5_rate)], timeout)
+
+
+def _w7(mode: str, sizes: Sizes) -> dict[str, Any]:
+    args = ["w7", "--waits", str(sizes.w7_waits), "--matches", str(sizes.w7_matches)]
+    return _in_process("bench.capacity", args, 1800)
+
+
+def _w6(mode: str, sizes: Sizes) -> dict[str, Any]:
+    from bench import ingest
+
+    return ingest.measure(sizes.w6_seconds)
+
+
+def _postgres(mode: str, sizes: Sizes) -> dict[str, Any]:
+    from bench import postgres
+
+    async def one_node() -> dict[str, Any]:
+        async with postgres.cluster(1) as made:
+            w1 = await postgres.w1(made)
+            w2 = await postgres.w2(made, sizes.w2_runs)
+        return {
+            "w1": {"ms_per_step_median": w1["w1"], "samples": postgres.W1_RUNS},
+            "w2": {key: w2[key] for key in ("runs_per_s", "steps_per_s", "seconds")}
+            | {"runs": sizes.w2_runs},
+        }
+
+    result = asyncio.run(one_node())
+    server = postgres.parse_url(postgres.URL)
+    result["server_version"] = _postgres_version(server)
+    result["settings"] = (
+        f"stepwell on PostgreSQL at {server.host}:{server.port}, 1 engine node (a process of its "
+        "own), concurrency 64, the server's defaults (fsync on, synchronous_commit on)"
+    )
+    return result
+
+
+def _postgres_version(server: Any) -> str:
+    import pg8000.native
+
+    conn = pg8000.native.Connection(
+        server.user,
+        host=server.host,
+        port=server.port,
+        database=server.database,
+        password=server.password,
+    )
+    try:
+        return str(conn.run("SHOW server_version")[0][0])
+    finally:
+        conn.close()
+
+
+def _http(mode: str, sizes: Sizes) -> dict[str, Any]:
+    from bench import http
+
+    return {"w1_modes": asyncio.run(http.measure())}
+
+
+def _peer(name: str) -> Callable[[str, Sizes], dict[str, Any]]:
+    def measure(mode: str, sizes: Sizes) -> dict[str, Any]:
+        return _in_process(f"bench.peers.{name}_peer", ["--mode", mode], PEER_TIMEOUT_S)
+
+    return measure
+
+
+def _in_process(module: str, args: list[str], timeout_s: float) -> dict[str, Any]:
+    """Run ``python -m module *args --out FILE`` and return the JSON object it wrote."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        command = [sys.executable, "-m", module, *args, "--out", str(out)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        try:
+            subprocess.run(command, cwd=ROOT, env=env, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            return {"unavailable": f"did not finish within {timeout_s:.0f} s"}
+        if not out.exists():
+            return {"unavailable": "its process ended without writing a result"}
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+
+
+_PARTS: dict[str, Callable[[str, Sizes], dict[str, Any]]] = {
+    "embedded": _embedded,
+    "w5": _w5,
+    "w6": _w6,
+    "w7": _w7,
+    "postgres": _postgres,
+    "http": _http,
+    **{name: _peer(name) for name in PEERS},
+}
