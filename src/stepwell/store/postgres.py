@@ -622,20 +622,28 @@ def _next_batch(jobs: queue.SimpleQueue[_Job | object]) -> tuple[list[_Job], boo
     return [j for j in batch if isinstance(j, _Job)], False
 
 
+UNIT_ATTEMPTS: Final = 3
+"""How often a unit aborted by a deadlock or serialization failure is run again, in place."""
+
+
 def _unit(conn: _Connection, tx: _PgTx, job: _Job) -> _Outcome:
     due = tx.due
-    try:
-        value = _call(job.work, tx)
-    except BaseException as exc:
-        # Raises if the connection died: then the whole batch fails.
-        conn.simple("ROLLBACK TO SAVEPOINT unit")
-        tx.due = due
-        if _sql_state(exc) in _TRANSIENT:
-            failure = StoreError(f"PostgreSQL aborted this unit of work, retry it: {exc}")
-            failure.__cause__ = exc
-            return False, failure
-        return False, exc
-    return True, value
+    for attempt in range(1, UNIT_ATTEMPTS + 1):
+        try:
+            return True, _call(job.work, tx)
+        except BaseException as exc:
+            # Raises if the connection died: then the whole batch fails.
+            conn.simple("ROLLBACK TO SAVEPOINT unit")
+            tx.due = due
+            if _sql_state(exc) not in _TRANSIENT:
+                return False, exc
+            if attempt == UNIT_ATTEMPTS:
+                failure = StoreError(f"PostgreSQL aborted this unit of work, retry it: {exc}")
+                failure.__cause__ = exc
+                return False, failure
+            # Units only touch the transaction, so running one again is safe; the lock it
+            # lost to is held by a unit that is going on, so this attempt gets it later.
+    raise AssertionError("unreachable")
 
 
 def _batch_failed(exc: BaseException, size: int, target: Target) -> BaseException:
