@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import stepwell
@@ -39,3 +40,13 @@ def explode() -> None:
 @app.function("charge", trigger="demo/charge", retries=0)
 async def charge(ctx: stepwell.Context) -> None:
     await ctx.step.run("explode", explode)
+
+
+@app.function("flaky", trigger="demo/flaky", retries=2)
+async def flaky(ctx: stepwell.Context) -> str:
+    def once_then_fine() -> str:
+        if ctx.attempt == 0:
+            raise stepwell.RetryAfterError("not yet", timedelta(milliseconds=20))
+        return "fine"
+
+    return await ctx.step.run("try", once_then_fine)
