@@ -104,13 +104,8 @@ def _postgres(mode: str, sizes: Sizes) -> dict[str, Any]:
 def _postgres_version(server: Any) -> str:
     import pg8000.native
 
-    conn = pg8000.native.Connection(
-        server.user,
-        host=server.host,
-        port=server.port,
-        database=server.database,
-        password=server.password,
-    )
+    keys = ("host", "port", "database", "password")
+    conn = pg8000.native.Connection(server.user, **{k: getattr(server, k) for k in keys})
     try:
         return str(conn.run("SHOW server_version")[0][0])
     finally:
