@@ -492,3 +492,19 @@ async def test_invalid_flow_control_is_refused_naming_function_and_field(
             pass
     text = str(err.value)
     assert "'t-bad'" in text and f"'{field}'" in text and message in text
+
+
+async def test_expired_rate_limit_buckets_are_forgotten(bed: BedFactory) -> None:
+    app = stepwell.App("t")
+
+    @app.function("limited", trigger="t/go", rate_limit=stepwell.RateLimit(1, "1m"))
+    async def limited(ctx: stepwell.Context) -> None:
+        return None
+
+    async with bed(app) as b:
+        await b.send("t/go")
+        store = b.engine.store
+        now = b.clock.now_ms()
+        assert await store.run(lambda tx: tx.delete_expired_buckets(now)) == 0
+        later = now + 2 * 60 * SECOND
+        assert await store.run(lambda tx: tx.delete_expired_buckets(later)) == 1

@@ -386,8 +386,15 @@ class Engine:
                 await self.renew_leases()
                 if rounds % 3 == 0 and self.registry.limits_claims:
                     await self.sweep_blocked()
+                if rounds % 30 == 0:
+                    await self.forget_expired_buckets()
             except Exception:
                 log.exception("lease renewal failed")
+
+    async def forget_expired_buckets(self) -> int:
+        """Delete throttle and rate-limit state that no longer limits anything."""
+        now = self.clock.now_ms()
+        return await self.store.run(lambda tx: tx.delete_expired_buckets(now))
 
     async def sweep_blocked(self) -> int:
         """Unblock work whose concurrency key has nothing executing (see :mod:`.flow`)."""

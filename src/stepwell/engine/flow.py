@@ -421,7 +421,7 @@ def gcra_reserve(tx: Tx, bucket: str, limit: int, period_ms: int, burst: int, no
     tat = max(tx.get_bucket(bucket) or now, now)
     start_at = max(now, math.ceil(tat - tolerance))
     new_tat = int(tat + interval)
-    tx.put_bucket(bucket, new_tat, new_tat + period_ms)
+    tx.put_bucket(bucket, new_tat, new_tat)  # past its TAT a bucket is as good as new
     return start_at
 
 
@@ -434,7 +434,7 @@ def gcra_allow(tx: Tx, bucket: str, limit: int, period_ms: int, now: int) -> boo
     if tat - now > tolerance:
         return False
     new_tat = int(tat + interval)
-    tx.put_bucket(bucket, new_tat, new_tat + period_ms)
+    tx.put_bucket(bucket, new_tat, new_tat)  # past its TAT a bucket is as good as new
     return True
 
 

@@ -264,6 +264,11 @@ class Tx(Protocol):
         """Store a GCRA theoretical arrival time (meaningless after ``expires_at``)."""
         ...
 
+    def delete_expired_buckets(self, now: int, limit: int = 1000) -> int:
+        """Forget up to ``limit`` GCRA buckets that no longer constrain anything; returns how
+        many went."""
+        ...
+
     def get_debounce(self, debounce_key: str) -> DebounceRecord | None:
         """The pending debounced start for a key, or None."""
         ...

@@ -560,6 +560,13 @@ class SqlTx:
             (bucket_key, tat, expires_at),
         )
 
+    def delete_expired_buckets(self, now: int, limit: int = 1000) -> int:
+        return self._changed(
+            "DELETE FROM flow_buckets WHERE bucket_key IN (SELECT bucket_key FROM flow_buckets "
+            "WHERE expires_at < ? LIMIT ?)",
+            (now, limit),
+        )
+
     def get_debounce(self, debounce_key: str) -> DebounceRecord | None:
         return self._get(_DEBOUNCE, "FROM debounces WHERE debounce_key = ?", (debounce_key,))
 
