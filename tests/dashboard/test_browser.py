@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import free_port
+from tests.dashboard.devserver import ROOT, dev_process
 
 CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "tests" / "dashboard" / "dashboard_app.py"
 
 pytestmark = pytest.mark.slow
 
@@ -48,33 +44,8 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
-    folder = tmp_path_factory.mktemp("dashboard")
-    port = free_port()
-    log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed after the process
-    command = [sys.executable, "-m", "stepwell.cli.main", "dev", str(APP)]
-    command += ["--db", str(folder / "d.db"), "--no-discovery", "--port", str(port)]
-    server = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise AssertionError((folder / "server.log").read_text()) from None
-                time.sleep(0.05)
+    with dev_process(tmp_path_factory.mktemp("dashboard")) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stepwell.engine.api import apps, checkpoint, dashboard, events, metrics, register, rest_v1
+from stepwell.engine.api import (
+    apps,
+    checkpoint,
+    dashboard,
+    events,
+    metrics,
+    openapi,
+    register,
+    rest_v1,
+)
 from stepwell.engine.api.auth import check_bearer
 from stepwell.engine.api.responses import JSON
 from stepwell.engine.engine import Engine
@@ -77,6 +86,7 @@ def build_app(
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
         Route("/e/{event_key}", events.ingest, methods=["POST"]),
         Route("/fn/register", register.register, methods=["POST"]),
         Route("/v0/runs/{run_id}/batch", register.run_batch, methods=["GET"]),
