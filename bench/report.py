@@ -264,7 +264,10 @@ def _bars(ax: Any, labels: list[str], values: list[float], title: str, log: bool
     colors = ["#8a8f98" if label in peers else "#2a7f62" for label in labels]
     ax.barh(labels, values, color=colors)
     if log:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_title(title, fontsize=10)
     ax.invert_yaxis()
     for y, value in enumerate(values):

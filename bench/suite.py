@@ -85,8 +85,14 @@ def _postgres(mode: str, sizes: Sizes) -> dict[str, Any]:
         async with postgres.cluster(1) as made:
             w1 = await postgres.w1(made)
             w2 = await postgres.w2(made, sizes.w2_runs)
+        [spent] = w1["w1_spent"]
         return {
-            "w1": {"ms_per_step_median": w1["w1"], "samples": postgres.W1_RUNS},
+            "w1": {
+                "ms_per_step_median": w1["w1"],
+                "samples": postgres.W1_RUNS,
+                "transactions_per_run": spent.transactions / postgres.W1_RUNS,
+                "round_trips_per_run": spent.round_trips / postgres.W1_RUNS,
+            },
             "w2": {key: w2[key] for key in ("runs_per_s", "steps_per_s", "seconds")}
             | {"runs": sizes.w2_runs},
         }
