@@ -178,7 +178,8 @@ def test_replay_an_event_and_the_other_pages(browser: Any, shots: Path) -> None:
     page.goto("/events")
     assert page.locator("tbody tr[data-event]").count() >= 2
     page.screenshot(path=str(shots / "events.png"), full_page=True)
-    for path, name in [("/functions", "functions"), ("/apps", "apps"), ("/send", "send")]:
+    pages = [("/functions", "functions"), ("/apps", "apps"), ("/send", "send")]
+    for path, name in [*pages, ("/activity", "activity")]:
         page.goto(path)
         unlabelled = page.evaluate(
             """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]

@@ -2,8 +2,9 @@
 
 Pages: runs (``/``, live), a run (``/runs/{id}``: timeline, steps, cancel, rerun, rerun from a
 step), events (``/events``, live) and an event (replay), send an event (``/send``), functions
-(config, invoke), apps (sync state, sync by URL) and bulk operations (``/bulk/{id}``). Routes hold
-no business logic: what changes state lives in :mod:`stepwell.engine.operations`.
+(config, invoke), apps (sync state, sync by URL), bulk operations (``/bulk/{id}``) and activity
+(``/activity``: runs per minute per function as inline SVG). Routes hold no business logic: what
+changes state lives in :mod:`stepwell.engine.operations`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from stepwell.engine.api.dashboard import assets, auth, bulk, events, functions, runs
+from stepwell.engine.api.dashboard import assets, auth, bulk, charts, events, functions, runs
 
 __all__ = ["rest_routes", "routes"]
 
@@ -38,6 +39,7 @@ def routes() -> list[Route]:
         ("/functions/{function_id}/invoke", functions.invoke_function, "POST"),
         ("/apps", functions.apps_page, "GET"),
         ("/apps/sync", functions.sync_app, "POST"),
+        ("/activity", charts.activity_page, "GET"),
         ("/bulk", bulk.start_from_form, "POST"),
         ("/bulk/{job_id}", bulk.job_page, "GET"),
         ("/bulk/{job_id}/progress", bulk.get_job, "GET"),

@@ -105,6 +105,7 @@ progress { width: 320px; height: 18px; }
 .chart .Failed { fill: var(--danger); }
 .chart .Cancelled { fill: var(--muted); }
 .chart .axis { stroke: var(--line); }
+.legend { display: flex; gap: 16px; list-style: none; padding: 0; }
 .login { max-width: 420px; }
 """
 

@@ -17,7 +17,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-NAV = (("/", "Runs"), ("/events", "Events"), ("/functions", "Functions"), ("/apps", "Apps"))
+NAV = (
+    ("/", "Runs"),
+    ("/events", "Events"),
+    ("/functions", "Functions"),
+    ("/apps", "Apps"),
+    ("/activity", "Activity"),
+)
 
 
 def esc(value: object) -> str:
