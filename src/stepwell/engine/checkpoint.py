@@ -10,6 +10,13 @@ one run therefore land in order, a slow commit never slows the steps, and a fast
 steps and its end in one transaction. Everything observable (the run's end, a sleep or wait, an
 invoke, sent events) is committed with or after the checkpoints before it, so a crash can only
 lose checkpoints of steps that will simply run again.
+
+Two invocations of one run can overlap (a node stalls past its lease and another takes the run
+over) and both execute a step. The first write wins; the invocation whose write lost has gone on
+with a result that is not the run's, so nothing it decided may be committed: its checkpoint
+raises :class:`StepRecordedElsewhere`, which fails the unit it is in (the outcome's, or a
+write-behind one that :meth:`RunCheckpointer.take` and :meth:`RunCheckpointer.flush` re-raise),
+and the run is replayed from the memo.
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ class RunCheckpointer:
         self._inflight: asyncio.Future[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._delay_s = delay_s
+        # A write-behind unit that failed: later checkpoints must not land after the lost
+        # ones, and the invocation's outcome must not be committed (take and flush raise it).
+        self._failed: BaseException | None = None
 
     async def step_completed(self, op: StepRun | StepFailed) -> None:
         now = self._clock.now_ms()
@@ -53,8 +63,12 @@ class RunCheckpointer:
         started = op.started_at if isinstance(op, StepRun) else None
         run_id = self._run_id
 
-        def write(tx: Tx) -> bool:
-            return tx.put_memo(run_id, op.key, op.step_id, "run", value, now, started)
+        def write(tx: Tx) -> None:
+            if tx.put_memo(run_id, op.key, op.step_id, "run", value, now, started):
+                return
+            recorded = next((m.value for m in tx.get_memo(run_id) if m.step_key == op.key), None)
+            if recorded != value:
+                raise StepRecordedElsewhere(run_id, op.step_id)
 
         self.defer(write)
 
@@ -66,7 +80,7 @@ class RunCheckpointer:
 
     def _due(self) -> None:
         self._timer = None
-        if self._inflight is None and self._buffer:
+        if self._inflight is None and self._buffer and self._failed is None:
             self._submit()
 
     def _submit(self) -> None:
@@ -85,7 +99,11 @@ class RunCheckpointer:
     def _landed(self, future: asyncio.Future[Any]) -> None:
         if self._inflight is future:
             self._inflight = None
-            if self._buffer and not future.cancelled() and not future.exception():
+            if future.cancelled():
+                self._failed = self._failed or asyncio.CancelledError()
+            elif (error := future.exception()) is not None:
+                self._failed = self._failed or error
+            elif self._buffer:
                 self._submit()
 
     async def take(self) -> list[Callable[[Tx], Any]]:
@@ -96,6 +114,7 @@ class RunCheckpointer:
             self._timer = None
         while (inflight := self._inflight) is not None:
             await self._wait(inflight)
+        self._raise_failure()
         works, self._buffer = self._buffer, []
         return works
 
@@ -104,9 +123,16 @@ class RunCheckpointer:
         # have run yet: clear it here, or the caller's loop would spin.
         try:
             await inflight
+        except BaseException as exc:
+            self._failed = self._failed or exc
+            raise
         finally:
             if self._inflight is inflight:
                 self._inflight = None
+
+    def _raise_failure(self) -> None:
+        if self._failed is not None:
+            raise self._failed
 
     async def send_events(
         self, key: str, step_id: str, events: Sequence[Mapping[str, Any]]
@@ -133,6 +159,7 @@ class RunCheckpointer:
 
     async def flush(self) -> None:
         """Wait until every checkpoint handed over so far is durable."""
+        self._raise_failure()
         while self._inflight is not None or self._buffer:
             if self._inflight is None:
                 self._submit()
@@ -142,3 +169,13 @@ class RunCheckpointer:
 
 class _AlreadySent(Exception):
     pass
+
+
+class StepRecordedElsewhere(Exception):
+    """Another invocation of the run recorded a different result for this step first."""
+
+    def __init__(self, run_id: str, step_id: str) -> None:
+        super().__init__(
+            f"run {run_id}: step {step_id!r} was recorded by an overlapping invocation first; "
+            "this invocation's outcome is dropped and the run replayed from the memo"
+        )
