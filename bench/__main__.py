@@ -127,7 +127,7 @@ def main() -> None:
     load = ", ".join(f"{x:.2f}" for x in info["load_average"])
     print(f"load average at start: {load} ({info['cpus']} cores); sizes: {mode}", flush=True)
     started = time.time()
-    results = {
+    results: dict[str, Any] = {
         "command": f"python -m bench --{mode}" + (f" --only {args.only}" if args.only else ""),
         "mode": mode,
         "started_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),

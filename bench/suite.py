@@ -80,6 +80,7 @@ def _w6(mode: str, sizes: Sizes) -> dict[str, Any]:
 
 def _postgres(mode: str, sizes: Sizes) -> dict[str, Any]:
     from bench import postgres
+    from stepwell.store.postgres import parse_url
 
     async def one_node() -> dict[str, Any]:
         async with postgres.cluster(1) as made:
@@ -98,7 +99,7 @@ def _postgres(mode: str, sizes: Sizes) -> dict[str, Any]:
         }
 
     result = asyncio.run(one_node())
-    server = postgres.parse_url(postgres.URL)
+    server = parse_url(postgres.URL)
     result["server_version"] = _postgres_version(server)
     result["settings"] = (
         f"stepwell on PostgreSQL at {server.host}:{server.port}, 1 engine node (a process of its "
