@@ -183,6 +183,8 @@ def mode_rows(results: dict[str, Any]) -> list[list[str]]:
         rows.append(["PostgreSQL, 1 node", "could not run", "", "≤ 1.0; ≥ 1,500"])
     elif postgres:
         rows.append(["PostgreSQL, 1 node", w1.cell(postgres), w2.cell(postgres), "≤ 1.0; ≥ 1,500"])
+        two = postgres.get("two_nodes", {})
+        rows.append(["PostgreSQL, 2 nodes", w1.cell(two), w2.cell(two), "—"])
     for mode, result in parts.get("http", {}).get("w1_modes", {}).items():
         if mode.startswith("in-process"):
             continue

@@ -5,7 +5,7 @@ Parts, run one after the other so that none competes with another for the 2 core
 * ``embedded``: W1–W4 on stepwell embedded, in this process (:mod:`bench.embedded`);
 * ``w5``, ``w7``: stepwell embedded, each in a fresh process (:mod:`bench.capacity`);
 * ``w6``: a ``stepwell dev`` server and a client process (:mod:`bench.ingest`);
-* ``postgres``: W1 and W2 on one PostgreSQL node (:mod:`bench.postgres`'s public functions);
+* ``postgres``: W1 and W2 on PostgreSQL with one and two nodes (:mod:`bench.postgres`'s public functions);
 * ``http``: W1 over HTTP: stepwell's SDK served, the official Python and TS SDKs (:mod:`bench.http`);
 * ``celery``, ``dbos``, ``restate``: W1–W4 on each peer, each in a process of its own
   (:mod:`bench.peers`).
@@ -82,11 +82,11 @@ def _postgres(mode: str, sizes: Sizes) -> dict[str, Any]:
     from bench import postgres
     from stepwell.store.postgres import parse_url
 
-    async def one_node() -> dict[str, Any]:
-        async with postgres.cluster(1) as made:
+    async def on_nodes(count: int) -> dict[str, Any]:
+        async with postgres.cluster(count) as made:
             w1 = await postgres.w1(made)
             w2 = await postgres.w2(made, sizes.w2_runs)
-        [spent] = w1["w1_spent"]
+        spent = w1["w1_spent"][0]  # on the node the W1 events were sent to
         return {
             "w1": {
                 "ms_per_step_median": w1["w1"],
@@ -95,15 +95,16 @@ def _postgres(mode: str, sizes: Sizes) -> dict[str, Any]:
                 "round_trips_per_run": spent.round_trips / postgres.W1_RUNS,
             },
             "w2": {key: w2[key] for key in ("runs_per_s", "steps_per_s", "seconds")}
-            | {"runs": sizes.w2_runs},
+            | {"runs": sizes.w2_runs, "ended_per_node": w2["ended_per_node"]},
         }
 
-    result = asyncio.run(one_node())
+    result = asyncio.run(on_nodes(1))
+    result["two_nodes"] = asyncio.run(on_nodes(2))
     server = parse_url(postgres.URL)
     result["server_version"] = _postgres_version(server)
     result["settings"] = (
-        f"stepwell on PostgreSQL at {server.host}:{server.port}, 1 engine node (a process of its "
-        "own), concurrency 64, the server's defaults (fsync on, synchronous_commit on)"
+        f"stepwell on PostgreSQL at {server.host}:{server.port}, 1 and 2 engine nodes (each a "
+        "process of its own), concurrency 64, the server's defaults (fsync on, synchronous_commit on)"
     )
     return result
 
