@@ -34,7 +34,7 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(w2_runs=300, w5_runs=10_000, w5_sleep_s=60.0, w7_waits=10_000, w7_matches=1_000)
+QUICK = Sizes(w5_runs=10_000, w5_sleep_s=60.0, w7_waits=10_000, w7_matches=1_000)
 TINY = Sizes(
     w1_runs=3,
     w1_warmup=1,
