@@ -192,7 +192,11 @@ async def measure(modes: tuple[str, ...] = MODES) -> dict[str, dict[str, Any]]:
         for n, mode in enumerate(modes):
             try:
                 ms = await measure_mode(mode, Path(tmp) / f"{n}.db")
-            except Exception as exc:  # reported as the reason the mode could not run
+            except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+                raise
+            # Reported as the reason the mode could not run; BaseException too, because the
+            # harness skips (pytest's Skipped) when Node.js is missing.
+            except BaseException as exc:
                 results[mode] = {"unavailable": f"{type(exc).__name__}: {exc}"[:500]}
             else:
                 results[mode] = {"ms_per_step_median": ms, "samples": RUNS}
