@@ -50,3 +50,8 @@ async def flaky(ctx: stepwell.Context) -> str:
         return "fine"
 
     return await ctx.step.run("try", once_then_fine)
+
+
+@app.function("limited", trigger="demo/limited", rate_limit=stepwell.RateLimit(1, "1h"))
+async def limited(ctx: stepwell.Context) -> str:
+    return "ran"

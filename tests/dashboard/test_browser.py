@@ -115,11 +115,11 @@ def test_a_sent_event_shows_its_run_live_and_the_run_reruns_from_a_step(
     runs.screenshot(path=str(shots / "run.png"), full_page=True)
 
     step = runs.locator('section[data-step-id="double"]')
-    step.locator("summary").click()
+    step.get_by_text("Rerun from this step").click()
     step.locator('textarea[data-edit-step="fetch"]').fill('{"n": 21}')
     step.get_by_role("button", name="Rerun from double").click()
     runs.wait_for_selector("text=Rerun from a step")
-    _eventually(lambda: runs.locator(".status-completed").count() > 0, runs)
+    runs.wait_for_selector(".status-completed")  # the page follows the run, no reload by us
     assert '"result": 42' in runs.locator('pre[aria-label="run output"]').inner_text()
 
 
@@ -132,7 +132,7 @@ def test_cancel_a_sleeping_run_and_bulk_cancel_a_filtered_set(
     _eventually(lambda: page.locator("table a[href^='/runs/']").count() > 0, page)
     page.locator("table a[href^='/runs/']").first.click()
     page.wait_for_url("**/runs/*")
-    _eventually(lambda: page.locator('.tl-row[data-step="nap (sleeping)"]').count() == 1, page)
+    page.wait_for_selector('.tl-row[data-step="nap (sleeping)"]')  # live while the run is active
     page.screenshot(path=str(shots / "run-sleeping.png"), full_page=True)
     page.get_by_role("button", name="Cancel run").click()
     page.wait_for_selector("text=Run cancelled.")

@@ -51,3 +51,7 @@ async def test_the_activity_page_counts_the_last_hour(tmp_path: Path) -> None:
         assert "dash-charge, last 60 minutes: 1 started, 0 completed, 1 failed" in page
         row = re.search(r"dash-charge</a></td>(.*?)</tr>", page)
         assert row is not None and row.group(1).endswith("<td>100%</td>")
+        functions = (await client.get("/functions")).text
+        assert "Last hour: 1 started · 0 completed · 1 failed · 0 cancelled (100%" in functions
+        assert "Last hour: 2 started · 2 completed · 0 failed · 0 cancelled (0%" in functions
+        assert "Last hour: no runs." in functions  # dash-sleeper

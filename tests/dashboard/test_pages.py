@@ -132,10 +132,22 @@ async def test_rerun_from_a_step_replays_earlier_steps_with_edited_output(tmp_pa
         assert runs["run_id"] == run["run_id"]
         all_runs = (await client.get(f"/v1/events/{event_id}/runs")).json()["data"]
         assert len(all_runs) == 3
+        steps_of_rerun = (await client.get(f"/v1/runs/{new_id}/steps")).json()["data"]
+        fetched = [s["output"] for s in steps_of_rerun if s["step_id"] == "fetch"]
+        assert fetched == [{"data": {"n": 21}}]  # seeded, not run again
         bad = await client.post(
             f"/runs/{run['run_id']}/rerun", data={"step_key": keys["double"], "output:x": "1"}
         )
         assert "error=" in bad.headers["location"]
+        # another output for the step itself: the rerun continues after it
+        own = await client.post(
+            f"/runs/{run['run_id']}/rerun",
+            data={"step_key": keys["double"], f"output:{keys['double']}": "1000"},
+        )
+        own_id = own.headers["location"].split("/runs/")[1].split("?")[0]
+        assert (await _wait_status(client, own_id, "Completed"))["output"] == {"result": 1000}
+        page = (await client.get(f"/runs/{run['run_id']}")).text
+        assert 'data-own-output="double"' in page and 'data-edit-step="fetch"' in page
 
 
 async def test_cancel_replay_and_invoke_from_the_dashboard(tmp_path: Path) -> None:
@@ -161,6 +173,19 @@ async def test_cancel_replay_and_invoke_from_the_dashboard(tmp_path: Path) -> No
         new_run = invoked.headers["location"].split("/runs/")[1].split("?")[0]
         body = await _wait_status(client, new_run, "Completed")
         assert body["output"] == {"result": 16}
+
+
+async def test_an_event_page_says_why_a_function_started_no_run(tmp_path: Path) -> None:
+    async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
+        first = await _send(client, "demo/limited", {})
+        await _wait_run(client, first, "Completed")
+        second = await _send(client, "demo/limited", {})
+        page = (await client.get(f"/events/{second}")).text
+        assert "Functions it started no run of" in page
+        assert "dash-limited" in page and "rate limit" in page.lower()
+        orphan = await _send(client, "nobody/listens", {})
+        page = (await client.get(f"/events/{orphan}")).text
+        assert "no registered function is triggered by" in page
 
 
 async def test_bulk_cancel_over_rest_reports_progress(tmp_path: Path) -> None:

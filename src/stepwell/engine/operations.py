@@ -81,7 +81,8 @@ async def rerun_from_step(
     The handler replays those steps from the memo and runs ``step_key`` and every later step
     again. ``outputs`` replaces the recorded output (``{"data": ...}``) of some of the seeded
     steps, by step key: the input the rerun step sees when it reads what earlier steps returned.
-    ``step_key`` None seeds nothing (a plain rerun).
+    An output given for ``step_key`` itself seeds that step too, so the rerun continues after it
+    with that output. ``step_key`` None seeds nothing (a plain rerun).
 
     Raises:
         NotFound: no such run or step, or the function is no longer registered.
@@ -99,11 +100,16 @@ async def rerun_from_step(
             target = next((m for m in memo if m.step_key == step_key), None)
             if target is None:
                 raise NotFound(f"run {run_id!r} has no completed step {step_key!r}")
-            seeded = [m for m in memo if m.seq < target.seq]
+            # An edited output for the step itself seeds it too: the rerun starts after it.
+            seeded = [
+                m
+                for m in memo
+                if m.seq < target.seq or (m.step_key == step_key and step_key in edits)
+            ]
         unknown = sorted(set(edits) - {m.step_key for m in seeded})
         if unknown:
             raise ConfigError(
-                f"only steps completed before the rerun step can be edited, not {unknown}"
+                f"only the rerun step and steps completed before it can be edited, not {unknown}"
             )
         events = tx.get_events(list(original.event_ids))
         if not events:

@@ -27,6 +27,7 @@ def routes() -> list[Route]:
         ("/", runs.runs_page, "GET"),
         ("/runs/fragment", runs.runs_fragment, "GET"),
         ("/runs/{run_id}", runs.run_page, "GET"),
+        ("/runs/{run_id}/fragment", runs.run_fragment, "GET"),
         ("/runs/{run_id}/cancel", runs.cancel_run, "POST"),
         ("/runs/{run_id}/rerun", runs.rerun_run, "POST"),
         ("/events", events.events_page, "GET"),

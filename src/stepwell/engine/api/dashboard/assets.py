@@ -1,9 +1,9 @@
 """The dashboard's one stylesheet and one script, written for it and served from memory.
 
 The stylesheet follows ``prefers-color-scheme``; the script is progressive enhancement only:
-every page works without it. It polls ``data-live`` table bodies (new runs and events appear
-without a reload), follows bulk-operation progress, asks before destructive actions and shows
-times in the reader's zone.
+every page works without it. It polls ``data-live`` parts of a page (new runs and events appear
+without a reload, an active run's timeline moves on), follows bulk-operation progress, asks
+before destructive actions and shows times in the reader's zone.
 """
 
 from __future__ import annotations
@@ -127,6 +127,8 @@ JS = """
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (html) {
           if (html !== null && html !== last) {
+            if (body.hasAttribute("data-reload-when-final") &&
+                html.indexOf("data-final") !== -1) { window.location.reload(); return; }
             last = html; body.innerHTML = html; localTimes(body);
           }
         })

@@ -105,7 +105,7 @@ async def activity_page(request: Request) -> Response:
             f'<tr><td class="mono"><a href="/?function={esc(s.function_id)}&amp;range=1h">'
             f"{esc(s.function_id)}</a></td>"
             + "".join(f"<td>{s.total(k)}</td>" for k in KINDS)
-            + f"<td>{_failure_rate(s)}</td></tr>"
+            + f"<td>{failure_rate(s)}</td></tr>"
             for s in series
         )
         body += table(
@@ -118,6 +118,7 @@ async def activity_page(request: Request) -> Response:
     return page(request, "Activity", body, current="/activity")
 
 
-def _failure_rate(s: Series) -> str:
+def failure_rate(s: Series) -> str:
+    """The share of ended runs that failed, as a percentage ("—" when none ended)."""
     ended = s.total("Completed") + s.total("Failed") + s.total("Cancelled")
     return "—" if ended == 0 else f"{100 * s.total('Failed') / ended:.0f}%"

@@ -82,7 +82,9 @@ async def event_page(request: Request) -> Response:
         return page(
             request, "Event not found", f"<p>No event {esc(event_id)}.</p>", status_code=404
         )
-    runs = await engine.store.read(lambda tx: tx.runs_for_event(event_id))
+    runs, skips = await engine.store.read(
+        lambda tx: (tx.runs_for_event(event_id), tx.skips_for_event(event_id))
+    )
     body = (
         f'<div class="actions">{button_form(f"/events/{event.event_id}/replay", "Replay event")}'
         "</div>"
@@ -91,7 +93,9 @@ async def event_page(request: Request) -> Response:
         + "</p><h2>Payload</h2>"
         + json_block(event.to_wire(), "event payload")
         + "<h2>Runs it started</h2>"
-        + (_runs_table(runs) if runs else f"<p>{esc(_why_no_runs(request, event))}</p>")
+        + (_runs_table(runs) if runs else "")
+        + _skipped(skips)
+        + ("" if runs or skips else f"<p>{esc(_why_no_runs(request, event))}</p>")
     )
     return page(request, f"Event {event.name}", body)
 
@@ -106,6 +110,16 @@ def _runs_table(runs: list[RunRecord]) -> str:
     return table(
         ("Run", "Function", "Status", "Queued"), rows, caption="Runs started by this event"
     )
+
+
+def _skipped(skips: list[tuple[str, str]]) -> str:
+    """Functions whose trigger matched but whose flow control started no run, and why."""
+    if not skips:
+        return ""
+    items = "".join(
+        f"<li><code>{esc(function_id)}</code>: {esc(reason)}</li>" for function_id, reason in skips
+    )
+    return f"<h3>Functions it started no run of</h3><ul>{items}</ul>"
 
 
 def _why_no_runs(request: Request, event: EventRecord) -> str:

@@ -9,12 +9,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from stepwell.engine.api.dashboard import charts
 from stepwell.engine.api.dashboard.html import (
     Form,
     esc,
     fmt_time,
     json_block,
-    json_text,
     page,
     table,
 )
@@ -48,13 +48,21 @@ def _flow_control(spec: FunctionSpec) -> str:
     return json_block(raw, f"configuration of {spec.function_id}")
 
 
-def _function_section(spec: FunctionSpec) -> str:
+def _recent(series: charts.Series | None) -> str:
+    if series is None:
+        return "Last hour: no runs."
+    counts = " · ".join(f"{series.total(k)} {k.lower()}" for k in charts.KINDS)
+    return f'Last hour: {counts} ({charts.failure_rate(series)} of ended runs failed) · <a href="/activity">activity</a>'
+
+
+def _function_section(spec: FunctionSpec, recent: charts.Series | None) -> str:
     ident = f"invoke-{spec.function_id}"
     return f"""<section aria-labelledby="fn-{esc(spec.function_id)}" class="function">
 <h2 id="fn-{esc(spec.function_id)}" class="mono">{esc(spec.function_id)}</h2>
 <p>{esc(spec.name)} · app <code>{esc(spec.app_id)}</code> · version {spec.version} ·
 <a href="/?{esc(urlencode({"function": spec.function_id}))}">runs</a></p>
 <p>Triggers: {_triggers(spec)}</p>
+<p>{_recent(recent)}</p>
 <details><summary>Flow control and retries (as registered)</summary>{_flow_control(spec)}</details>
 <details><summary>Invoke with data</summary>
 <form method="post" action="/functions/{esc(spec.function_id)}/invoke" class="stack">
@@ -66,11 +74,15 @@ def _function_section(spec: FunctionSpec) -> str:
 
 
 async def functions_page(request: Request) -> Response:
-    specs = sorted(engine_of(request).registry.all(), key=lambda s: s.function_id)
+    engine = engine_of(request)
+    specs = sorted(engine.registry.all(), key=lambda s: s.function_id)
+    first = engine.clock.now_ms() // charts.MINUTE * charts.MINUTE - 59 * charts.MINUTE
+    rows = await engine.store.read(lambda tx: tx.count_runs_per_minute(first))
+    recent = {s.function_id: s for s in charts.per_minute(rows, first, 60)}
     if not specs:
         body = '<p class="muted">No functions yet: sync an app on the Apps page.</p>'
     else:
-        body = "".join(_function_section(s) for s in specs)
+        body = "".join(_function_section(s, recent.get(s.function_id)) for s in specs)
     return page(request, "Functions", body, current="/functions")
 
 
@@ -177,6 +189,3 @@ async def sync_app(request: Request) -> Response:
     if state.ok:
         return _to("/apps", notice=f"Synced {state.app_id or url}.")
     return _to("/apps", error=f"Could not sync {url}: {state.error}")
-
-
-__all__ = ["apps_page", "functions_page", "invoke_function", "json_text", "sync_app"]

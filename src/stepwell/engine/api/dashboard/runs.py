@@ -219,8 +219,8 @@ def _bulk_forms(query: RunQuery, request: Request) -> str:
 # -- one run ---------------------------------------------------------------------------------------
 
 
-async def run_page(request: Request) -> Response:
-    engine = engine_of(request)
+async def _load_run(request: Request) -> tuple[Any, ...]:
+    """The run, its memo, queue items, waits and trigger events; ``(None,)`` if unknown."""
     run_id = request.path_params["run_id"]
 
     def load(tx: Any) -> tuple[Any, ...]:
@@ -235,16 +235,45 @@ async def run_page(request: Request) -> Response:
             tx.get_events(list(run.event_ids)),
         )
 
-    loaded = await engine.store.read(load)
+    return await engine_of(request).store.read(load)
+
+
+def _run_state(run: RunRecord, memo: list[MemoRecord], queue: Any, waits: Any, now: int) -> str:
+    """The part of a run's page that changes while it runs: summary, actions, timeline, outcome."""
+    final = ' <span data-final="1" hidden></span>' if run.status in FINAL_STATUSES else ""
+    rows = timeline.bars(run, memo, queue, waits, now)
+    return (
+        _run_summary(run)
+        + final
+        + _run_actions(run)
+        + "<h2>Timeline</h2>"
+        + timeline.render(run, rows, now)
+        + _outcome(run)
+    )
+
+
+async def run_fragment(request: Request) -> Response:
+    """What the run's page polls while the run has not ended."""
+    loaded = await _load_run(request)
     if loaded[0] is None:
+        return HTMLResponse("", status_code=404)
+    run, memo, queue, waits, _ = loaded
+    state = _run_state(run, memo, queue, waits, engine_of(request).clock.now_ms())
+    return HTMLResponse(state, headers={"Cache-Control": "no-store"})
+
+
+async def run_page(request: Request) -> Response:
+    loaded = await _load_run(request)
+    if loaded[0] is None:
+        run_id = request.path_params["run_id"]
         return page(request, "Run not found", f"<p>No run {esc(run_id)}.</p>", status_code=404)
     run, memo, queue, waits, events = loaded
-    now = engine.clock.now_ms()
-    rows = timeline.bars(run, memo, queue, waits, now)
-    body = _run_summary(run) + _run_actions(run)
-    body += "<h2>Timeline</h2>" + timeline.render(run, rows, now)
-    body += _outcome(run)
-    body += "<h2>Steps</h2>" + _steps(run, memo)
+    state = _run_state(run, memo, queue, waits, engine_of(request).clock.now_ms())
+    if run.status not in FINAL_STATUSES:
+        # polled while the run is active; the page reloads once when it ends
+        live = f"/runs/{run.run_id}/fragment"
+        state = f'<div data-live="{esc(live)}" data-reload-when-final="1">{state}</div>'
+    body = state + "<h2>Steps</h2>" + _steps(run, memo)
     body += "<h2>Trigger events</h2>" + "".join(
         f'<h3 class="mono">{link(f"/events/{e.event_id}", e.name)} '
         f'<span class="muted">{esc(e.event_id)}</span></h3>'
@@ -323,6 +352,24 @@ def _steps(run: RunRecord, memo: list[MemoRecord]) -> str:
     return "".join(out)
 
 
+def _rerun_with_output(run: RunRecord, step: MemoRecord) -> str:
+    if not (isinstance(step.value, dict) and "data" in step.value):
+        return ""
+    ident = f"own-{step.step_key[:16]}"
+    return (
+        "<details><summary>Rerun with another output for this step</summary>"
+        f'<form method="post" action="/runs/{esc(run.run_id)}/rerun" class="stack">'
+        f'<input type="hidden" name="step_key" value="{esc(step.step_key)}">'
+        "<p>A new run takes this output for the step instead of running it, and runs the steps "
+        "after it again.</p>"
+        f'<label for="{esc(ident)}">Output of <code>{esc(step.step_id)}</code> (JSON)</label>'
+        f'<textarea id="{esc(ident)}" name="output:{esc(step.step_key)}" rows="3" '
+        f'data-own-output="{esc(step.step_id)}">{esc(json_text(step.value["data"]))}</textarea>'
+        f'<div><button type="submit">Rerun after {esc(step.step_id)}</button></div>'
+        "</form></details>"
+    )
+
+
 def _rerun_from(run: RunRecord, step: MemoRecord, earlier: list[MemoRecord]) -> str:
     fields = []
     for m in earlier:
@@ -336,7 +383,7 @@ def _rerun_from(run: RunRecord, step: MemoRecord, earlier: list[MemoRecord]) -> 
             f'data-edit-step="{esc(m.step_id)}">{esc(json_text(m.value["data"]))}</textarea>'
         )
     edits = "".join(fields) or '<p class="muted">No earlier step outputs to edit.</p>'
-    return (
+    return _rerun_with_output(run, step) + (
         f"<details><summary>Rerun from this step</summary>"
         f'<form method="post" action="/runs/{esc(run.run_id)}/rerun" class="stack">'
         f'<input type="hidden" name="step_key" value="{esc(step.step_key)}">'
