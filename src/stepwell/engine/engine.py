@@ -107,6 +107,9 @@ class Engine:
         self._running = False
         self._claim_was_full = False
         self.run_listeners: list[Callable[[RunRecord, str], None]] = []
+        # Where nodes share the store, each checks it routes with the apps the store has.
+        self._shared = wakeups.notifier_of(store) is not None
+        self._apps_version: tuple[int, int] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -153,15 +156,23 @@ class Engine:
     # -- apps and functions ----------------------------------------------------------------------
 
     async def _load_served_apps(self) -> None:
-        """Apps served over HTTP keep running across restarts without a new sync."""
+        """Apps served over HTTP keep running across restarts without a new sync, and a node
+        sharing its store learns the apps other nodes synced."""
         if self.http is None:
             return
 
-        def load(tx: Tx) -> list[tuple[AppRecord, list[FunctionRecord]]]:
-            return [(a, tx.list_functions(a.app_id)) for a in tx.list_apps() if _served(a)]
+        def load(
+            tx: Tx,
+        ) -> tuple[tuple[int, int], list[tuple[AppRecord, list[FunctionRecord]]]]:
+            apps = [(a, tx.list_functions(a.app_id)) for a in tx.list_apps() if _served(a)]
+            return tx.apps_version(), apps
 
         now = self.clock.now_ms()
-        for app, functions in await self.store.read(load):
+        version, loaded = await self.store.read(load)
+        for app, functions in loaded:
+            known = self.apps.get(app.app_id)
+            if known is not None and known.checksum == app.checksum:
+                continue
             specs = []
             for record in functions:
                 try:
@@ -172,6 +183,13 @@ class Engine:
             self.registry.replace_app(app.app_id, specs)
             self.drivers[app.app_id] = self.http
             self._schedule_crons(specs, now)
+        self._apps_version = version
+
+    def _apps_current(self, tx: Tx) -> None:
+        """Inside a unit that routes events: raise :class:`_StaleApps` when another node synced
+        an app since this node loaded its apps (only where nodes share the store)."""
+        if self._shared and self.http is not None and tx.apps_version() != self._apps_version:
+            raise _StaleApps
 
     async def register(
         self, request: Mapping[str, Any], handlers: Mapping[str, Handler] | None = None
@@ -254,7 +272,19 @@ class Engine:
         :class:`~stepwell.errors.EventError` for invalid input, storing nothing."""
         now = self.clock.now_ms()
         incoming = validate_events(events, now=now)
-        ids = await self._run_leasing(lambda tx: self.router.ingest(tx, incoming, now), now)
+
+        def ingest(tx: Tx) -> list[str]:
+            self._apps_current(tx)
+            return self.router.ingest(tx, incoming, now)
+
+        for _ in range(3):
+            try:
+                ids = await self._run_leasing(ingest, now)
+                break
+            except _StaleApps:
+                await self._load_served_apps()  # route with the functions the store has
+        else:
+            ids = await self._run_leasing(lambda tx: self.router.ingest(tx, incoming, now), now)
         self._wake.set()
         return ids
 
@@ -440,6 +470,9 @@ class Engine:
             await self.store.run(lambda tx: tx.ack(item.item_id, owner, item.generation))
             return Effects()
         spec = self.registry.get(run.function_id)
+        if spec is None and self._shared:
+            await self._load_served_apps()  # synced on another node since this one started
+            spec = self.registry.get(run.function_id)
         driver = self.drivers.get(spec.app_id) if spec is not None else None
         if spec is None or driver is None:
             log.warning(
@@ -511,6 +544,10 @@ class Engine:
         if run is None:
             raise NotFound(f"run {run_id!r} not found")
         return run
+
+
+class _StaleApps(Exception):
+    """Another node synced an app this node has not loaded: reload, then route again."""
 
 
 def _cron_unit(spec: FunctionSpec, source: str, tick_at: int, now: int, tx: Tx) -> object:

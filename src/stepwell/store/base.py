@@ -53,6 +53,10 @@ class Tx(Protocol):
         """Every app, by id."""
         ...
 
+    def apps_version(self) -> tuple[int, int]:
+        """Changes whenever an app is synced: ``(latest synced_at, number of apps)``."""
+        ...
+
     def upsert_function(
         self, function_id: str, app_id: str, config: dict[str, Any], checksum: str, now: int
     ) -> FunctionRecord:

@@ -207,6 +207,10 @@ class SqlTx:
     def list_apps(self) -> list[AppRecord]:
         return self._list(_APP, "FROM apps ORDER BY app_id")
 
+    def apps_version(self) -> tuple[int, int]:
+        row = self._one("SELECT COALESCE(MAX(synced_at), 0), COUNT(*) FROM apps")
+        return int(row[0]), int(row[1])
+
     def upsert_function(
         self, function_id: str, app_id: str, config: dict[str, Any], checksum: str, now: int
     ) -> FunctionRecord:
