@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from pathlib import Path
 from typing import Any
 
 import fastapi
 import inngest
 import inngest.fast_api
 
+from tests.conformance.conftest import Backend
 from tests.support import engine_server, free_port, uvicorn_app
 
 SECONDS = datetime.timedelta(seconds=1)
@@ -89,9 +89,9 @@ async def _wait_for(check: Any, timeout_s: float = 20) -> Any:
         await asyncio.sleep(0.05)
 
 
-async def test_official_python_sdk_flow_control(tmp_path: Path) -> None:
+async def test_official_python_sdk_flow_control(backend: Backend) -> None:
     seen: dict[str, Any] = {}
-    async with engine_server(tmp_path / "flow.db") as served:
+    async with engine_server(backend.url) as served:  # type: ignore[arg-type]
         port = free_port()
         async with uvicorn_app(build(served.url, seen), port):
             state = await served.syncer.sync(f"http://127.0.0.1:{port}/api/inngest")
