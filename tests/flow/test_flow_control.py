@@ -508,3 +508,32 @@ async def test_expired_rate_limit_buckets_are_forgotten(bed: BedFactory) -> None
         assert await store.run(lambda tx: tx.delete_expired_buckets(now)) == 0
         later = now + 2 * 60 * SECOND
         assert await store.run(lambda tx: tx.delete_expired_buckets(later)) == 1
+
+
+async def test_invoking_a_singleton_that_is_running_fails_the_step_at_once(
+    bed: BedFactory,
+) -> None:
+    app = stepwell.App("t")
+
+    @app.function("worker", singleton=stepwell.Singleton(mode="skip"))
+    async def worker(ctx: stepwell.Context) -> str:
+        await ctx.step.sleep("busy", "1h")
+        return "worked"
+
+    @app.function("caller", trigger="t/call")
+    async def caller(ctx: stepwell.Context) -> str:
+        try:
+            return str(await ctx.step.invoke("call", "worker", {}))
+        except stepwell.StepError as exc:
+            return f"failed: {exc}"
+
+    async with bed(app) as b:
+        first = await b.send("t/call")
+        await b.settle()
+        second = await b.send("t/call")
+        await b.settle()
+        [late] = await b.runs_for(second)
+        assert late.status == "Completed"
+        assert late.output.startswith("failed:") and "singleton" in late.output
+        [early] = await b.runs_for(first)
+        assert early.status == "Running"  # still waiting for its worker, which sleeps

@@ -188,7 +188,7 @@ def admit(
     if fc.batch is not None and (
         fc.batch.condition is None or fc.batch.condition.matches({"event": wire})
     ):
-        add_to_batch(tx, spec, event, wire, now)
+        add_to_batch(tx, spec, event, wire, now, cancel)
         return None
     if fc.rate_limit is not None:
         r = fc.rate_limit
@@ -244,7 +244,12 @@ def debounce(
 
 
 def add_to_batch(
-    tx: Tx, spec: FunctionSpec, event: EventRecord, wire: Mapping[str, Any], now: int
+    tx: Tx,
+    spec: FunctionSpec,
+    event: EventRecord,
+    wire: Mapping[str, Any],
+    now: int,
+    cancel: Cancel | None = None,
 ) -> None:
     """Add the event to the key's open batch; a full batch starts its run now, an open one
     starts when its timeout passes."""
@@ -271,7 +276,8 @@ def add_to_batch(
         return
     tx.delete_batch(key, batch.run_id)
     tx.delete_queue_item(f"batch:{batch.run_id}")
-    start_run(tx, spec, [*tx.get_events(event_ids[:-1]), event], now, run_id=batch.run_id)
+    events = [*tx.get_events(event_ids[:-1]), event]
+    start_run(tx, spec, events, now, run_id=batch.run_id, cancel=cancel)
 
 
 def start_run(

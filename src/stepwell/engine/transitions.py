@@ -220,7 +220,15 @@ class Transitions:
         }
         event = EventRecord(new_id(), INVOKED, data, now, now, dict(op.user), source="invoke")
         tx.insert_event(event)
-        start_run(tx, target, [event], now, parent=(run.run_id, op.key))
+        child = start_run(tx, target, [event], now, parent=(run.run_id, op.key), cancel=self.cancel)
+        if child is None:  # the target's singleton skipped it: fail the step now, not at timeout
+            error = {
+                "name": "FunctionSkipped",
+                "message": f"{op.function_id!r} did not start: {_skip_reason(tx, event, target)}",
+            }
+            if tx.put_memo(run.run_id, op.key, op.step_id, "invoke", {"error": error}, now):
+                continue_run(tx, run.run_id, run.function_id, now)
+            return
         tx.enqueue(_timer("invoke_timeout", run, op.key, op.step_id, now + op.timeout_ms))
 
     # -- timers ----------------------------------------------------------------------------------
@@ -375,6 +383,11 @@ class Transitions:
             record = EventRecord(new_id(), name, data, now, now, source="system")
             tx.insert_event(record)
             self.router.route(tx, record, now)
+
+
+def _skip_reason(tx: Tx, event: EventRecord, spec: FunctionSpec) -> str:
+    reasons = [r for f, r in tx.skips_for_event(event.event_id) if f == spec.function_id]
+    return reasons[0] if reasons else "skipped by its flow control"
 
 
 def _cancelled_error(reason: str | None) -> dict[str, Any]:
