@@ -1,5 +1,8 @@
 """Order processing: fan-out with send_event, a 7-day wait for a shipping label, then notify.
 
+Flow control keeps the mail provider happy (at most 10 emails a second, never two at once for
+one address) and processes an order once however often it is placed.
+
 Try it with the dev server running (`make dev`):
 
     stepwell send order/placed --data '{"order_id": "o-1", "email": "ada@example.com"}'
@@ -29,7 +32,7 @@ async def notify_shipped(order: dict[str, object], tracking: str) -> str:
     return f"told {order['email']} that {order['id']} ships with {tracking}"
 
 
-@app.function("process-order", trigger=OrderPlaced, retries=5)
+@app.function("process-order", trigger=OrderPlaced, retries=5, idempotency="event.data.order_id")
 async def process_order(ctx: stepwell.Context) -> dict[str, object]:
     placed = ctx.data
     assert isinstance(placed, OrderPlaced)
@@ -51,7 +54,12 @@ async def process_order(ctx: stepwell.Context) -> dict[str, object]:
     return {"order_id": order["id"], "shipped": label is not None}
 
 
-@app.function("send-email", trigger="email/send")
+@app.function(
+    "send-email",
+    trigger="email/send",
+    throttle=stepwell.Throttle(limit=10, period="1s"),
+    concurrency=stepwell.Concurrency(1, key="event.data.to"),
+)
 async def send_email(ctx: stepwell.Context) -> str:
     def deliver() -> str:
         ctx.logger.info("sending %s to %s", ctx.event.data["template"], ctx.event.data["to"])

@@ -36,6 +36,17 @@ async def test_order_processing_gives_up_on_the_label_after_seven_days(harness) 
         assert (await h.run_for(placed)).output == {"order_id": "o-2", "shipped": False}
 
 
+async def test_an_order_placed_twice_is_processed_once(harness) -> None:
+    [shop] = load_apps(f"{EXAMPLES}/shop.py")
+    async with harness(shop) as h:
+        order = {"order_id": "o-3", "email": "cy@example.com"}
+        [first] = await h.send("order/placed", order)
+        [again] = await h.send("order/placed", order)
+        await h.settle()
+        assert len(await h.runs_for(first)) == 1
+        assert await h.runs_for(again) == []
+
+
 async def test_onboarding_sleeps_between_emails_and_can_be_cancelled(harness) -> None:
     [onboarding] = load_apps(f"{EXAMPLES}/onboarding.py")
     async with harness(onboarding) as h:
