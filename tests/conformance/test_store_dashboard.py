@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from stepwell.store import sql
 from stepwell.store.base import Store
 from stepwell.store.records import EventRecord, QueueItem, RunFilter, RunRecord, WaitRecord
 
@@ -25,7 +28,13 @@ def _event(event_id: str, name: str) -> EventRecord:
     return EventRecord(event_id=event_id, name=name, data={}, ts=1, received_at=1)
 
 
-async def test_runs_are_listed_by_the_name_of_their_trigger_event(store: Store) -> None:
+@pytest.mark.parametrize("few_events", [1000, 1], ids=["from-events", "walking-runs"])
+async def test_runs_are_listed_by_the_name_of_their_trigger_event(
+    store: Store, few_events: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # both plans (few events of a name, or many) select the same runs in the same order
+    monkeypatch.setattr(sql, "FEW_EVENTS", few_events)
+
     def seed(tx: Any) -> None:
         tx.insert_event(_event("e1", "order/placed"))
         tx.insert_event(_event("e2", "order/shipped"))
@@ -62,7 +71,10 @@ async def test_a_runs_queue_items_and_waits_are_listed(store: Store) -> None:
 
     await store.run(seed)
     items = await store.read(lambda tx: tx.list_run_queue_items("r1"))
-    assert [(i.item_id, i.available_at) for i in items] == [("run:r1", 5_000), ("sleep:r1:a", 9_000)]
+    assert [(i.item_id, i.available_at) for i in items] == [
+        ("run:r1", 5_000),
+        ("sleep:r1:a", 9_000),
+    ]
     waits = await store.read(lambda tx: tx.list_run_waits("r1"))
     assert [w.wait_id for w in waits] == ["w1", "w2"]
     assert await store.read(lambda tx: tx.list_run_queue_items("none")) == []
@@ -80,10 +92,14 @@ async def test_runs_are_counted_per_function_minute_and_outcome(store: Store) ->
         tx.finish_run("b", "Failed", 12 * minute)
 
     await store.run(seed)
-    rows = await store.read(lambda tx: tx.count_runs_per_minute(10 * minute))
+    rows = await store.read(lambda tx: tx.count_runs_per_minute(10 * minute, 13 * minute))
     assert rows == [
         ("shop-other", 11 * minute, "started", 1),
         ("shop-process", 10 * minute, "started", 2),
         ("shop-process", 11 * minute, "Completed", 1),
         ("shop-process", 12 * minute, "Failed", 1),
+    ]
+    first_minute = await store.read(lambda tx: tx.count_runs_per_minute(10 * minute, 11 * minute))
+    assert [r for r in first_minute if r[2] == "started"] == [
+        ("shop-process", 10 * minute, "started", 2)
     ]

@@ -361,8 +361,9 @@ class Tx(Protocol):
     # -- dashboard ------------------------------------------------------------------------------
 
     def list_runs_for_event_name(self, event_name: str, flt: RunFilter) -> list[RunRecord]:
-        """Runs matching ``flt`` whose trigger events include one named ``event_name``, newest
-        first, with the cursor of :meth:`list_runs` (``flt.event_id`` is ignored)."""
+        """Runs matching ``flt`` whose trigger events are named ``event_name``, newest first,
+        with the cursor of :meth:`list_runs` (``flt.event_id`` is ignored). Indexed whether the
+        name has few events or millions."""
         ...
 
     def list_run_queue_items(self, run_id: str) -> list[QueueItem]:
@@ -373,13 +374,13 @@ class Tx(Protocol):
         """The run's pending waits (``wait_for_event`` steps and ``cancel_on``), by ``wait_id``."""
         ...
 
-    def count_runs_per_minute(self, since: int) -> list[tuple[str, int, str, int]]:
-        """Runs started or ended since ``since``, grouped per function, per minute and per kind.
+    def count_runs_per_minute(self, since: int, until: int) -> list[tuple[str, int, str, int]]:
+        """Runs created in ``[since, until)``, grouped per function, per minute and per kind.
 
         Rows are ``(function_id, minute, kind, count)``: ``minute`` is epoch ms rounded down to
-        the minute; ``kind`` is ``started`` (by ``created_at``) or the final status (by
-        ``ended_at``, counting runs created since ``since``, so the runs index serves both).
-        Ordered by function, minute, kind.
+        the minute; ``kind`` is ``started`` (counted at ``created_at``) or the final status
+        (counted at ``ended_at``, for runs that ended at or after ``since``). Ordered by
+        function, minute, kind.
         """
         ...
 

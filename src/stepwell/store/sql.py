@@ -94,6 +94,8 @@ PARKED_AT = 1 << 62
 R = TypeVar("R")
 
 _FINAL = "('Completed', 'Failed', 'Cancelled')"
+FEW_EVENTS = 2000
+"""Up to this many events of one name, runs by event name are found from the events."""
 
 
 class _Shape(Generic[R]):
@@ -325,25 +327,8 @@ class SqlTx:
         )
 
     def list_runs(self, flt: RunFilter) -> list[RunRecord]:
-        where, params = _where(
-            ("function_id = ?", flt.function_id),
-            ("status = ?", flt.status),
-            ("created_at >= ?", flt.since),
-            ("created_at < ?", flt.until),
-            ("run_id IN (SELECT run_id FROM run_events WHERE event_id = ?)", flt.event_id),
-        )
-        if flt.cursor is not None:
-            row = self._one("SELECT created_at FROM runs WHERE run_id = ?", (flt.cursor,))
-            if row is None:
-                return []
-            # a row-value comparison, so the index serves it as a range
-            where += " AND (created_at, run_id) < (?, ?)"
-            params += [row[0], flt.cursor]
-        return self._list(
-            _RUN,
-            f"FROM runs WHERE {where} ORDER BY created_at DESC, run_id DESC LIMIT ?",
-            [*params, flt.limit],
-        )
+        by_event = ("run_id IN (SELECT run_id FROM run_events WHERE event_id = ?)", flt.event_id)
+        return self._filtered_runs(flt, by_event)
 
     def runs_for_event(self, event_id: str) -> list[RunRecord]:
         rows = self._all(
@@ -694,12 +679,25 @@ class SqlTx:
     # -- dashboard ------------------------------------------------------------------------------
 
     def list_runs_for_event_name(self, event_name: str, flt: RunFilter) -> list[RunRecord]:
-        # events_by_name finds the events, run_events their runs; the outer filter and order are
-        # list_runs' own (flt.event_id is not read).
-        by_name = (
-            "run_id IN (SELECT re.run_id FROM events e JOIN run_events re "
-            "ON re.event_id = e.event_id WHERE e.name = ?)"
+        # Two plans, both on indexes. A name with few events: list its events (events_by_name),
+        # their runs (run_events) and sort those. A name with many: walk the runs newest first
+        # and keep those whose first trigger event has the name (one primary-key probe each),
+        # which stops after a page because matches are dense. Batches and reruns share their
+        # events' name, so both plans select the same runs.
+        few = (
+            self._one(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE name = ? LIMIT ?) AS found",
+                (event_name, FEW_EVENTS + 1),
+            )[0]
+            <= FEW_EVENTS
         )
+        if few:
+            by_name = (
+                "run_id IN (SELECT re.run_id FROM events e JOIN run_events re "
+                "ON re.event_id = e.event_id WHERE e.name = ?)"
+            )
+        else:
+            by_name = "(SELECT e.name FROM events e WHERE e.event_id = runs.event_id) = ?"
         return self._filtered_runs(flt, (by_name, event_name))
 
     def _filtered_runs(self, flt: RunFilter, *extra: tuple[str, Any]) -> list[RunRecord]:
@@ -730,16 +728,19 @@ class SqlTx:
     def list_run_waits(self, run_id: str) -> list[WaitRecord]:
         return self._list(_WAIT, "FROM waits WHERE run_id = ? ORDER BY wait_id", (run_id,))
 
-    def count_runs_per_minute(self, since: int) -> list[tuple[str, int, str, int]]:
+    def count_runs_per_minute(self, since: int, until: int) -> list[tuple[str, int, str, int]]:
+        # Both bounds on created_at, so the planner takes the range of runs_by_created even
+        # before ANALYZE has measured the table.
         started = "(created_at / 60000) * 60000"
         ended = "(ended_at / 60000) * 60000"
+        window = "created_at >= ? AND created_at < ?"
         rows = self._all(
             f"SELECT function_id, {started}, 'started', COUNT(*) FROM runs "
-            f"WHERE created_at >= ? GROUP BY function_id, {started} "
+            f"WHERE {window} GROUP BY function_id, {started} "
             f"UNION ALL SELECT function_id, {ended}, status, COUNT(*) FROM runs "
-            f"WHERE created_at >= ? AND ended_at >= ? GROUP BY function_id, {ended}, status "
+            f"WHERE {window} AND ended_at >= ? GROUP BY function_id, {ended}, status "
             "ORDER BY 1, 2, 3",
-            (since, since, since),
+            (since, until, since, until, since),
         )
         return [(str(f), int(m), str(k), int(c)) for f, m, k, c in rows]
 

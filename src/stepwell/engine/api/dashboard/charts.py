@@ -93,7 +93,8 @@ async def activity_page(request: Request) -> Response:
     engine = engine_of(request)
     now = engine.clock.now_ms()
     first = (now // MINUTE - WINDOW_MINUTES + 1) * MINUTE
-    rows = await engine.store.read(lambda tx: tx.count_runs_per_minute(first))
+    end = first + WINDOW_MINUTES * MINUTE
+    rows = await engine.store.read(lambda tx: tx.count_runs_per_minute(first, end))
     depth = await engine.store.read(lambda tx: tx.queue_depth())
     series = per_minute(rows, first, WINDOW_MINUTES)
     body = f"<p>Queue: {depth} item{'s' if depth != 1 else ''} (invocations and timers).</p>"

@@ -77,7 +77,8 @@ async def functions_page(request: Request) -> Response:
     engine = engine_of(request)
     specs = sorted(engine.registry.all(), key=lambda s: s.function_id)
     first = engine.clock.now_ms() // charts.MINUTE * charts.MINUTE - 59 * charts.MINUTE
-    rows = await engine.store.read(lambda tx: tx.count_runs_per_minute(first))
+    end = first + 60 * charts.MINUTE
+    rows = await engine.store.read(lambda tx: tx.count_runs_per_minute(first, end))
     recent = {s.function_id: s for s in charts.per_minute(rows, first, 60)}
     if not specs:
         body = '<p class="muted">No functions yet: sync an app on the Apps page.</p>'
