@@ -309,6 +309,12 @@ class Engine:
             self._start(item, snapshot)
         return result
 
+    def _maybe_limited(self, function_id: str) -> bool:
+        """Whether a claim must read the run's flow keys: the function has claim-time limits,
+        or this node does not know it (its runs carry their keys anyway)."""
+        spec = self.registry.get(function_id)
+        return spec is None or spec.flow.limits_claims
+
     def _claim_limited(self, function_id: str) -> bool:
         """Whether a function's invocations must go through a flow-control claim."""
         spec = self.registry.get(function_id)
@@ -347,7 +353,10 @@ class Engine:
             return 0
         owner, lease = self.node_id, self.lease_ms
         if self.registry.limits_claims:
-            items = await self.store.run(lambda tx: flow.claim(tx, now, owner, lease, free))
+            limited = self._maybe_limited
+            items = await self.store.run(
+                lambda tx: flow.claim(tx, now, owner, lease, free, limited)
+            )
         else:
             items = await self.store.run(lambda tx: tx.claim(now, owner, lease, free))
         self._claim_was_full = len(items) == free

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -441,12 +441,20 @@ def gcra_allow(tx: Tx, bucket: str, limit: int, period_ms: int, now: int) -> boo
 # -- claiming -----------------------------------------------------------------------------------
 
 
-def claim(tx: Tx, now: int, owner: str, lease_ms: int, limit: int) -> list[QueueItem]:
+def claim(
+    tx: Tx,
+    now: int,
+    owner: str,
+    lease_ms: int,
+    limit: int,
+    limited: Callable[[str], bool] = lambda _: True,
+) -> list[QueueItem]:
     """Lease up to ``limit`` due items, holding back those concurrency or throttle refuse.
 
     Items are offered in :meth:`Tx.claim` order; a refused one is blocked (concurrency) or moved
     to its reserved start (throttle) and the next page is looked at, up to
-    :data:`CLAIM_ROUNDS` pages.
+    :data:`CLAIM_ROUNDS` pages. ``limited(function_id)`` says whether a function's runs may have
+    flow keys (False skips reading the run: for functions known to have no such limits).
     """
     offer = _Offer(tx, now, owner, now + lease_ms)
     for _ in range(CLAIM_ROUNDS):
@@ -456,7 +464,10 @@ def claim(tx: Tx, now: int, owner: str, lease_ms: int, limit: int) -> list[Queue
         candidates = tx.claim_candidates(now, wanted)
         if not candidates:
             break
-        keys = {c.item.item_id: _flow_keys(tx, c.item) for c in candidates}
+        keys = {
+            c.item.item_id: _flow_keys(tx, c.item) if limited(c.item.function_id) else None
+            for c in candidates
+        }
         tx.lock_keys([k for fk in keys.values() for k in _lock_names(fk)])
         held_back = sum(not offer.take(c, keys[c.item.item_id]) for c in candidates)
         if held_back == 0 or len(candidates) < wanted:
