@@ -251,3 +251,28 @@ async def test_production_mode_needs_a_login(tmp_path: Path) -> None:
         await client.post("/dashboard/logout")
         client.cookies.clear()
         assert (await client.get("/events")).status_code == 303
+
+
+async def test_bulk_actions_on_the_runs_page_act_on_what_the_filters_show(tmp_path: Path) -> None:
+    async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
+        sleepers = [await _send(client, "demo/sleep", {"i": i}) for i in range(2)]
+        for event_id in sleepers:
+            await _wait_run(client, event_id, "Running")
+        page = (await client.get("/", params={"event": "demo/sleep"})).text
+        assert 'name="event_name" value="demo/sleep"' in page
+        assert "Cancel all matching runs" in page
+        searching = (await client.get("/", params={"q": "x", "status": "Running"})).text
+        assert "Clear the search" in searching and "Cancel all matching runs" not in searching
+        started = await client.post("/bulk", data={"kind": "cancel", "event_name": "demo/sleep"})
+        assert started.status_code == 303
+        job_id = started.headers["location"].removeprefix("/bulk/")
+        for _ in range(200):
+            job = (await client.get(f"/bulk/{job_id}/progress")).json()
+            if job["state"] == "done":
+                break
+            await asyncio.sleep(0.02)
+        assert (job["changed"], job["event_name"]) == (2, "demo/sleep")
+        for event_id in sleepers:
+            await _wait_run(client, event_id, "Cancelled")
+        refused = await client.post("/bulk", data={"kind": "explode"})
+        assert "error=" in refused.headers["location"]

@@ -173,6 +173,7 @@ class RunSelection:
         started_after: runs queued at or after this time (epoch ms).
         started_before: runs queued before this time (epoch ms).
         if_exp: CEL over ``event``, the run's first trigger event.
+        event_name: the name of the run's trigger event.
     """
 
     function_id: str | None = None
@@ -181,6 +182,7 @@ class RunSelection:
     started_after: int | None = None
     started_before: int | None = None
     if_exp: str | None = None
+    event_name: str | None = None
 
     def expression(self) -> Expression | None:
         """The compiled ``if_exp``; raises :class:`ConfigError` when it does not compile."""
@@ -202,7 +204,9 @@ async def select_runs(engine: Engine, selection: RunSelection) -> list[RunRecord
             limit=PAGE,
         )
         page, events = await engine.store.read(
-            functools.partial(_page, flt=flt, expression=expression)
+            functools.partial(
+                _page, flt=flt, expression=expression, event_name=selection.event_name
+            )
         )
         for run in page:
             if selection.app_id is not None and run.app_id != selection.app_id:
@@ -218,9 +222,12 @@ async def select_runs(engine: Engine, selection: RunSelection) -> list[RunRecord
 
 
 def _page(
-    tx: Tx, flt: RunFilter, expression: Expression | None
+    tx: Tx, flt: RunFilter, expression: Expression | None, event_name: str | None
 ) -> tuple[list[RunRecord], dict[str, dict[str, Any]]]:
-    runs = tx.list_runs(flt)
+    if event_name is not None:
+        runs = tx.list_runs_for_event_name(event_name, flt)
+    else:
+        runs = tx.list_runs(flt)
     if expression is None:
         return runs, {}
     events = tx.get_events([r.event_id for r in runs])
@@ -377,4 +384,5 @@ def selection_from(params: Mapping[str, Any]) -> RunSelection:
         started_after=instant("started_after"),
         started_before=instant("started_before"),
         if_exp=text("if"),
+        event_name=text("event_name"),
     )

@@ -166,6 +166,7 @@ SCHEMAS: dict[str, Any] = {
                 "description": "queued before: RFC 3339 or epoch ms",
             },
             "if": {"type": "string", "description": "CEL over `event`, the run's trigger"},
+            "event_name": {"type": "string", "description": "the run's trigger event name"},
         },
     },
     "BulkOperation": {
@@ -179,6 +180,7 @@ SCHEMAS: dict[str, Any] = {
             "started_after": _MS_OR_NULL,
             "started_before": _MS_OR_NULL,
             "if": {"type": ["string", "null"]},
+            "event_name": {"type": ["string", "null"]},
             "state": {"type": "string", "enum": ["selecting", "running", "done", "failed"]},
             "total": {"type": ["integer", "null"], "description": "null while selecting"},
             "processed": {"type": "integer"},

@@ -39,6 +39,7 @@ def job_json(job: BulkJob) -> dict[str, Any]:
         "started_after": s.started_after,
         "started_before": s.started_before,
         "if": s.if_exp,
+        "event_name": s.event_name,
         "state": job.state,
         "total": job.total,
         "processed": job.processed,
@@ -126,6 +127,7 @@ async def job_page(request: Request) -> Response:
         else "start a new run for each",
         "Function": esc(s.function_id or "any"),
         "Status": esc(s.status or "any"),
+        "Trigger event": esc(s.event_name or "any"),
         "Queued after": fmt_time(s.started_after),
         "Queued before": fmt_time(s.started_before),
         "Started": fmt_time(job.created_at),
@@ -150,5 +152,5 @@ async def job_page(request: Request) -> Response:
 
 def _runs_query(s: RunSelection) -> str:
     params = {"function": s.function_id, "status": s.status, "since": s.started_after}
-    params["until"] = s.started_before
+    params.update(until=s.started_before, event=s.event_name)
     return urlencode({k: v for k, v in params.items() if v is not None})

@@ -182,7 +182,12 @@ def _fid(spec: Any) -> str:
 
 
 def _bulk_forms(query: RunQuery, request: Request) -> str:
-    if not (query.function_id or query.status or query.since):
+    if query.search:
+        return (
+            '<h2>Bulk actions</h2><p class="muted">Clear the search to cancel or replay every '
+            "run matching the filters.</p>"
+        )
+    if not (query.function_id or query.status or query.since or query.event_name):
         return (
             '<h2>Bulk actions</h2><p class="muted">Filter by function, status or time to cancel '
             "or replay every matching run at once.</p>"
@@ -194,12 +199,17 @@ def _bulk_forms(query: RunQuery, request: Request) -> str:
             ("status", query.status),
             ("started_after", query.since),
             ("started_before", query.until),
+            ("event_name", query.event_name),
         )
         if v is not None
     )
     summary = ", ".join(
         f"{k} {v}"
-        for k, v in (("function", query.function_id), ("status", query.status))
+        for k, v in (
+            ("function", query.function_id),
+            ("status", query.status),
+            ("event", query.event_name),
+        )
         if v is not None
     )
     if query.since:
