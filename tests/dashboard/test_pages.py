@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from stepwell.engine.api.dashboard import runs as runs_module
 from tests.dashboard.dashboard_app import app
 from tests.support import serve
 
@@ -58,7 +60,9 @@ async def test_every_page_renders_and_escapes_what_it_shows(tmp_path: Path) -> N
         assert "prefers-color-scheme: dark" in css.text
 
 
-async def test_the_runs_list_filters_searches_and_pages(tmp_path: Path) -> None:
+async def test_the_runs_list_filters_searches_and_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
         first = await _send(client, "demo/pipeline", {"n": 1})
         failing = await _send(client, "demo/charge", {})
@@ -87,6 +91,17 @@ async def test_the_runs_list_filters_searches_and_pages(tmp_path: Path) -> None:
         page_two = run_ids((await client.get("/", params={"cursor": cursor.group(1)})).text)
         assert len(page_two) == 7
         assert not set(page_two) & set(run_ids(page_one.text))
+        by_condition = (await client.get("/", params={"if": "event.data.n == 1"})).text
+        assert run_ids(by_condition) == [(await _wait_run(client, first, "Completed"))["run_id"]]
+        many = (await client.get("/", params={"if": "event.data.n == 2"})).text
+        assert len(run_ids(many)) == 50 and "Older runs" in many
+        assert 'name="if" value="event.data.n == 2"' in many  # kept by the bulk actions
+        broken = (await client.get("/", params={"if": "event.data.n =="})).text
+        assert "does not compile" in broken and run_ids(broken) == []
+        monkeypatch.setattr(runs_module, "SCAN_BUDGET", 10)
+        budgeted = (await client.get("/", params={"if": "event.data.n == 1"})).text
+        assert run_ids(budgeted) == [] and "Looked at 10 runs" in budgeted
+        assert "Older runs" in budgeted
         live = await client.get("/runs/fragment", params={"status": "Failed"})
         assert run_ids(live.text) == [failed["run_id"]]
         error_page = (await client.get(f"/runs/{failed['run_id']}")).text

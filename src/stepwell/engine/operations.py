@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from stepwell.engine.expressions import Expression, compile_expression
 from stepwell.engine.ingest import start_run
-from stepwell.errors import ConfigError, NotFound
+from stepwell.errors import ConfigError, NotFound, StepwellError
 from stepwell.ids import new_id
 from stepwell.store.base import Tx
 from stepwell.store.records import FINAL_STATUSES, EventRecord, RunFilter, RunRecord
@@ -191,9 +191,27 @@ class RunSelection:
 
 async def select_runs(engine: Engine, selection: RunSelection) -> list[RunRecord]:
     """Every run matching ``selection``, newest first, read a page at a time."""
+    found, _ = await scan_runs(engine, selection)
+    return found
+
+
+async def scan_runs(
+    engine: Engine,
+    selection: RunSelection,
+    *,
+    cursor: str | None = None,
+    want: int | None = None,
+    budget: int | None = None,
+) -> tuple[list[RunRecord], str | None]:
+    """Runs matching ``selection``, newest first, after run ``cursor``.
+
+    Stops once ``want`` runs matched or ``budget`` runs were examined (the ``if_exp`` condition
+    is evaluated per run, so a rare match may take a long walk). Returns the matches and where
+    to resume (a run id), or None when every run was examined.
+    """
     expression = selection.expression()
     found: list[RunRecord] = []
-    cursor: str | None = None
+    examined = 0
     while True:
         flt = RunFilter(
             function_id=selection.function_id,
@@ -201,7 +219,7 @@ async def select_runs(engine: Engine, selection: RunSelection) -> list[RunRecord
             since=selection.started_after,
             until=selection.started_before,
             cursor=cursor,
-            limit=PAGE,
+            limit=PAGE if budget is None else max(1, min(PAGE, budget - examined)),
         )
         page, events = await engine.store.read(
             functools.partial(
@@ -209,16 +227,35 @@ async def select_runs(engine: Engine, selection: RunSelection) -> list[RunRecord
             )
         )
         for run in page:
-            if selection.app_id is not None and run.app_id != selection.app_id:
-                continue
-            if expression is not None:
-                event = events.get(run.event_id)
-                if event is None or not expression.matches({"event": event}):
-                    continue
-            found.append(run)
-        if len(page) < PAGE:
-            return found
-        cursor = page[-1].run_id
+            examined += 1
+            cursor = run.run_id
+            if _selected(run, selection, expression, events):
+                found.append(run)
+                if want is not None and len(found) >= want:
+                    return found, cursor
+        if len(page) < flt.limit:
+            return found, None
+        if budget is not None and examined >= budget:
+            return found, cursor
+
+
+def _selected(
+    run: RunRecord,
+    selection: RunSelection,
+    expression: Expression | None,
+    events: Mapping[str, Mapping[str, Any]],
+) -> bool:
+    if selection.app_id is not None and run.app_id != selection.app_id:
+        return False
+    if expression is None:
+        return True
+    event = events.get(run.event_id)
+    if event is None:
+        return False
+    try:
+        return expression.matches({"event": event})
+    except StepwellError:
+        return False  # a condition that cannot be evaluated on this event does not match it
 
 
 def _page(

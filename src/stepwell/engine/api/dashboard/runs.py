@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,13 +29,14 @@ from stepwell.engine.api.dashboard.html import (
     text_input,
 )
 from stepwell.engine.engine import Engine
-from stepwell.engine.operations import rerun_from_step
+from stepwell.engine.operations import RunSelection, rerun_from_step, scan_runs
 from stepwell.errors import StepwellError
 from stepwell.store.records import FINAL_STATUSES, MemoRecord, RunFilter, RunRecord
 
 STATUSES = ("Queued", "Running", "Completed", "Failed", "Cancelled")
 RANGES = {"15m": 15 * 60_000, "1h": 3_600_000, "24h": 86_400_000, "7d": 7 * 86_400_000}
 PAGE_SIZE = 50
+SCAN_BUDGET = 5000
 HEADERS = ("Run", "Function", "Status", "Trigger", "Queued", "Duration")
 
 
@@ -55,6 +56,7 @@ class RunQuery:
     until: int | None
     search: str | None
     cursor: str | None
+    condition: str | None = None
 
     @classmethod
     def parse(cls, request: Request, now: int) -> RunQuery:
@@ -76,6 +78,18 @@ class RunQuery:
             until=_int(opt("until")),
             search=opt("q"),
             cursor=opt("cursor"),
+            condition=opt("if"),
+        )
+
+    def selection(self) -> RunSelection:
+        """The same filters as a bulk operation's selection."""
+        return RunSelection(
+            function_id=self.function_id,
+            status=self.status,
+            started_after=self.since,
+            started_before=self.until,
+            if_exp=self.condition,
+            event_name=self.event_name,
         )
 
     def filter(self, limit: int = PAGE_SIZE) -> RunFilter:
@@ -93,21 +107,49 @@ def _int(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
 
-async def find_runs(engine: Engine, query: RunQuery) -> list[RunRecord]:
-    """The page of runs the query asks for (one more than a page, to know if there is a next)."""
+@dataclass(frozen=True, slots=True)
+class RunsPage:
+    """One page of the runs list: the runs, where the next page starts, and a note to show."""
+
+    runs: list[RunRecord]
+    next_cursor: str | None = None
+    note: str = ""
+
+
+async def find_runs(engine: Engine, query: RunQuery) -> RunsPage:
+    """The page of runs the query asks for."""
     flt = query.filter(PAGE_SIZE + 1)
     if query.search:
         term = query.search
         run = await engine.store.read(lambda tx: tx.get_run(term))
         if run is not None:
-            return [run]
-        from dataclasses import replace
-
+            return RunsPage([run])
         flt = replace(flt, event_id=term)
-    if query.event_name and not query.search:
+        runs = await engine.store.read(lambda tx: tx.list_runs(flt))
+    elif query.condition:
+        return await _scan(engine, query)
+    elif query.event_name:
         name = query.event_name
-        return await engine.store.read(lambda tx: tx.list_runs_for_event_name(name, flt))
-    return await engine.store.read(lambda tx: tx.list_runs(flt))
+        runs = await engine.store.read(lambda tx: tx.list_runs_for_event_name(name, flt))
+    else:
+        runs = await engine.store.read(lambda tx: tx.list_runs(flt))
+    more = len(runs) > PAGE_SIZE
+    return RunsPage(runs[:PAGE_SIZE], runs[PAGE_SIZE - 1].run_id if more else None)
+
+
+async def _scan(engine: Engine, query: RunQuery) -> RunsPage:
+    """A page of runs whose trigger event passes the CEL condition: evaluated run by run, so
+    at most :data:`SCAN_BUDGET` runs are examined per page."""
+    try:
+        runs, resume = await scan_runs(
+            engine, query.selection(), cursor=query.cursor, want=PAGE_SIZE, budget=SCAN_BUDGET
+        )
+    except StepwellError as exc:
+        return RunsPage([], None, f"The condition does not compile: {exc}")
+    note = ""
+    if resume is not None and len(runs) < PAGE_SIZE:
+        note = f"Looked at {SCAN_BUDGET} runs for this page; older runs may match too."
+    return RunsPage(runs, resume, note)
 
 
 def run_rows(runs: list[RunRecord], names: dict[str, str], now: int) -> str:
@@ -128,17 +170,15 @@ def run_rows(runs: list[RunRecord], names: dict[str, str], now: int) -> str:
     return "".join(out)
 
 
-async def _rows_and_next(request: Request) -> tuple[str, str | None, RunQuery]:
+async def _rows_and_next(request: Request) -> tuple[str, RunsPage, RunQuery]:
     engine = engine_of(request)
     now = engine.clock.now_ms()
     query = RunQuery.parse(request, now)
-    runs = await find_runs(engine, query)
-    more = len(runs) > PAGE_SIZE
-    runs = runs[:PAGE_SIZE]
-    event_ids = list(dict.fromkeys(r.event_id for r in runs))
+    found = await find_runs(engine, query)
+    event_ids = list(dict.fromkeys(r.event_id for r in found.runs))
     events = await engine.store.read(lambda tx: tx.get_events(event_ids))
     names = {e.event_id: e.name for e in events}
-    return run_rows(runs, names, now), runs[-1].run_id if more else None, query
+    return run_rows(found.runs, names, now), found, query
 
 
 async def runs_fragment(request: Request) -> Response:
@@ -149,7 +189,8 @@ async def runs_fragment(request: Request) -> Response:
 
 async def runs_page(request: Request) -> Response:
     engine = engine_of(request)
-    rows, next_cursor, query = await _rows_and_next(request)
+    rows, found, query = await _rows_and_next(request)
+    next_cursor = found.next_cursor
     functions = [("", "All functions")] + [
         (s.function_id, s.function_id) for s in sorted(engine.registry.all(), key=_fid)
     ]
@@ -161,13 +202,17 @@ async def runs_page(request: Request) -> Response:
 <div>{select("status", "Status", [("", "Any status")] + [(s, s) for s in STATUSES], query.status)}</div>
 <div>{select("range", "Queued", ranges, q.get("range"))}</div>
 <div>{text_input("event", "Event name", query.event_name, placeholder="order/placed")}</div>
+<div>{text_input("if", "Trigger event matches (CEL)", query.condition, spellcheck="false", placeholder='event.data.order_id == "o-1"')}</div>
 <div>{text_input("q", "Run id or event id", query.search, spellcheck="false")}</div>
 <div><button type="submit">Filter</button></div>
 </form>"""
     live = None
     if query.cursor is None:
         live = "/runs/fragment?" + urlencode(query_without(request, "cursor", "notice", "error"))
-    body = filters + table(HEADERS, rows, caption="Runs, newest first", live=live)
+    body = filters
+    if found.note:
+        body += f'<p class="notice" role="status">{esc(found.note)}</p>'
+    body += table(HEADERS, rows, caption="Runs, newest first", live=live)
     if next_cursor:
         params = query_without(request, "notice", "error", cursor=next_cursor)
         body += f"<p>{link('/', 'Older runs →', **params)}</p>"
@@ -187,7 +232,9 @@ def _bulk_forms(query: RunQuery, request: Request) -> str:
             '<h2>Bulk actions</h2><p class="muted">Clear the search to cancel or replay every '
             "run matching the filters.</p>"
         )
-    if not (query.function_id or query.status or query.since or query.event_name):
+    if not (
+        query.function_id or query.status or query.since or query.event_name or query.condition
+    ):
         return (
             '<h2>Bulk actions</h2><p class="muted">Filter by function, status or time to cancel '
             "or replay every matching run at once.</p>"
@@ -200,6 +247,7 @@ def _bulk_forms(query: RunQuery, request: Request) -> str:
             ("started_after", query.since),
             ("started_before", query.until),
             ("event_name", query.event_name),
+            ("if", query.condition),
         )
         if v is not None
     )
@@ -209,6 +257,7 @@ def _bulk_forms(query: RunQuery, request: Request) -> str:
             ("function", query.function_id),
             ("status", query.status),
             ("event", query.event_name),
+            ("trigger event matching", query.condition),
         )
         if v is not None
     )
