@@ -163,6 +163,16 @@ async def _scenarios(d: Driver, engine: Engine, app_id: str) -> None:
     run = await d.run("test/parallel")
     assert run.output == [1, 2, 3]
 
+    # concurrency limit 1: the three runs' steps never overlap
+    limited = [await d.send("test/limited") for _ in range(3)]
+    spans = []
+    for event_id in limited:
+        [run] = await d.finished(event_id)
+        spans.append((run.output["started"], run.output["finished"]))
+    spans.sort()
+    assert len(spans) == 3
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(2)), f"steps overlapped: {spans}"
+
     cancellable = await d.send("test/cancellable", {"id": "c1"})
     await asyncio.sleep(0.5)
     await d.send("test/cancel", {"id": "c1"})
