@@ -20,6 +20,7 @@ from stepwell.engine.api import (
     openapi,
     register,
     rest_v1,
+    traces,
 )
 from stepwell.engine.api.auth import check_bearer
 from stepwell.engine.api.responses import JSON
@@ -116,4 +117,5 @@ def build_app(
     app.state.syncer = syncer
     app.state.bulk = BulkOperations(engine)
     metrics.instrument(engine)
+    traces.install_from_env(engine)
     return app
