@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from tests.crash.checker import Query, Sent
+from tests.crash.crash_app import STEPS
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,7 +168,9 @@ class Cluster:
             ]
             self.nodes.append(Proc(f"n{i}", command, env, port, self.tmp / f"n{i}.log"))
 
-    def start(self) -> None:
+    def start(self, query: Query) -> None:
+        """Start the app and the nodes; return once the app's functions are synced (events sent
+        before would start no run)."""
         assert self.app is not None
         self.app.start()
         self.app.wait_ready("/api/stepwell")
@@ -175,6 +178,11 @@ class Cluster:
             node.start()
         for node in self.nodes:
             node.wait_ready("/health")
+        deadline = time.monotonic() + 30
+        while query("SELECT COUNT(*) FROM functions") != [[len(STEPS)]]:
+            if time.monotonic() > deadline:
+                raise AssertionError("the nodes did not sync the app's functions")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for proc in [*self.nodes, self.app]:
@@ -186,9 +194,9 @@ class Cluster:
 
 
 @contextmanager
-def running(cluster: Cluster) -> Iterator[Cluster]:
+def running(cluster: Cluster, query: Query) -> Iterator[Cluster]:
     try:
-        cluster.start()
+        cluster.start(query)
         yield cluster
     finally:
         cluster.stop()
@@ -357,13 +365,15 @@ class Chaos:
 
 
 def wait_until_settled(query: Query, expected_runs: int, timeout_s: float = 180) -> None:
-    """Until at least ``expected_runs`` runs exist, all ended, and no queue item or wait is left."""
+    """Until at least ``expected_runs`` runs (cron runs aside) exist, all ended, and no queue
+    item is left."""
     deadline = time.monotonic() + timeout_s
     state: tuple[Any, ...] = ()
     while time.monotonic() < deadline:
         [[runs, open_runs]] = query(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status IN "
-            "('Completed', 'Failed', 'Cancelled') THEN 0 ELSE 1 END), 0) FROM runs"
+            "SELECT SUM(CASE WHEN function_id = 'crash-tick' THEN 0 ELSE 1 END), "
+            "COALESCE(SUM(CASE WHEN status IN ('Completed', 'Failed', 'Cancelled') "
+            "THEN 0 ELSE 1 END), 0) FROM runs"
         )
         [[queued]] = query("SELECT COUNT(*) FROM queue")
         state = (runs, open_runs, queued)

@@ -33,7 +33,7 @@ def test_three_nodes_lose_nothing_through_sigkills_an_app_kill_and_dropped_conne
     query = pg_query(pg_database)
     cluster = Cluster(tmp_path, pg_database, count=3)
     started = time.monotonic()
-    with running(cluster):
+    with running(cluster, query):
         with Chaos(cluster, kills=15, terminate=pg_terminator(pg_database)) as chaos:
             sent = drive(cluster, query, orders, works)
             chaos.join()
