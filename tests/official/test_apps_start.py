@@ -22,7 +22,7 @@ from tests.official.harness import (
     FAILURE_HANDLER_IDS,
     FUNCTION_IDS,
     NEXTJS_APP_ID,
-    NEXTJS_BENCH_IDS,
+    NEXTJS_ONLY_IDS,
     PY_APP_ID,
     AppProcess,
     ensure_nextjs_built,
@@ -115,7 +115,7 @@ def py_dev(stub: StubApi) -> Iterator[AppProcess]:
 def _composite_ids(app_id: str) -> set[str]:
     ids = {f"{app_id}-{fn}" for fn in FUNCTION_IDS}
     if app_id == NEXTJS_APP_ID:
-        ids |= {f"{app_id}-{fn}" for fn in NEXTJS_BENCH_IDS}
+        ids |= {f"{app_id}-{fn}" for fn in NEXTJS_ONLY_IDS}
     return ids | {f"{app_id}-{fn}-failure" for fn in FAILURE_HANDLER_IDS}
 
 
@@ -161,7 +161,7 @@ def test_nextjs_introspection_counts_failure_handlers_as_functions(
     assert body["mode"] == "dev"
     assert body["schema_version"] == "2024-05-24"
     assert body["function_count"] == (
-        len(FUNCTION_IDS) + len(NEXTJS_BENCH_IDS) + len(FAILURE_HANDLER_IDS)
+        len(FUNCTION_IDS) + len(NEXTJS_ONLY_IDS) + len(FAILURE_HANDLER_IDS)
     )
 
 

@@ -163,6 +163,16 @@ async def _scenarios(d: Driver, engine: Engine, app_id: str) -> None:
     run = await d.run("test/parallel")
     assert run.output == [1, 2, 3]
 
+    if app_id == NEXTJS_APP_ID:
+        # step.fetch: the engine makes the request and the SDK reads the response
+        run = await d.run("test/fetch", {"url": f"{d.url}/health"})
+        assert (run.status, run.output) == (
+            "Completed",
+            {"status": 200, "body": {"status": 200, "message": "OK"}},
+        )
+        memo = await engine.store.read(lambda tx: tx.get_memo(run.run_id))
+        assert [m.value["data"]["status_code"] for m in memo] == [200]
+
     # concurrency limit 1: the three runs' steps never overlap
     limited = [await d.send("test/limited") for _ in range(3)]
     spans = []

@@ -111,6 +111,19 @@ class DiscoveryRequest:
     step_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """``step.fetch``: the engine makes the HTTP request and memoizes
+    ``{"data": {"status_code", "headers", "body"}}`` (drivers turn it into a :class:`StepRun`)."""
+
+    key: str
+    step_id: str
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str | None = None
+
+
 StepOp = (
     StepRun
     | StepFailed
@@ -120,6 +133,7 @@ StepOp = (
     | WaitForEvent
     | InvokeFunction
     | DiscoveryRequest
+    | Gateway
 )
 SUSPENDING = (Sleep, WaitForEvent, InvokeFunction)
 

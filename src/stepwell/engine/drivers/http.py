@@ -38,6 +38,7 @@ from stepwell.protocol.ops import (
     CallRequest,
     CallResult,
     DiscoveryRequest,
+    Gateway,
     StepError,
     StepFailed,
     StepOp,
@@ -50,6 +51,8 @@ log = logging.getLogger("stepwell.http")
 
 SERVER_KIND_HEADER = "X-Inngest-Server-Kind"
 MAX_CALL_BODY = 4 * 1024 * 1024
+GATEWAY_TIMEOUT_S = 300.0
+"""How long a ``step.fetch`` request the engine makes on an app's behalf may take."""
 
 Owner = Literal["live", "stale", "foreign"]
 
@@ -150,7 +153,9 @@ class HttpDriver:
             ops = (
                 result.ops
                 if result.done
-                else await self._run_planned(spec, request, result.ops, checkpointer)
+                else await self._fetch(
+                    await self._run_planned(spec, request, result.ops, checkpointer)
+                )
             )
             finished = [op for op in ops if isinstance(op, StepRun | StepFailed)]
             rest = tuple(op for op in ops if not isinstance(op, StepRun | StepFailed))
@@ -210,6 +215,40 @@ class HttpDriver:
             else:
                 others.extend(result.ops)
         return others
+
+    async def _fetch(self, ops: Sequence[StepOp]) -> list[StepOp]:
+        """Make the HTTP requests of ``step.fetch`` ops (at once), as finished steps."""
+        gateways = [op for op in ops if isinstance(op, Gateway)]
+        if not gateways:
+            return list(ops)
+        done = dict(
+            zip(
+                (op.key for op in gateways),
+                await asyncio.gather(*(self._gateway(op) for op in gateways)),
+                strict=True,
+            )
+        )
+        return [done.get(op.key, op) if isinstance(op, Gateway) else op for op in ops]
+
+    async def _gateway(self, op: Gateway) -> StepOp:
+        started = self.clock.now_ms()
+        try:
+            response = await self._client.request(
+                op.method,
+                op.url,
+                headers=dict(op.headers),
+                content=op.body.encode() if op.body is not None else None,
+                timeout=GATEWAY_TIMEOUT_S,
+            )
+        except (httpx.HTTPError, ValueError) as exc:
+            error = {"name": "FetchError", "message": f"{op.method} {op.url}: {exc!r}"}
+            return StepError(op.key, op.step_id, error, retriable=True)
+        data = {
+            "status_code": response.status_code,
+            "headers": dict(response.headers),
+            "body": response.text,
+        }
+        return StepRun(op.key, op.step_id, data, started_at=started)
 
     async def _call(
         self,

@@ -17,6 +17,7 @@ from stepwell.protocol.ops import (
     CallRequest,
     CallResult,
     DiscoveryRequest,
+    Gateway,
     InvokeFunction,
     Sleep,
     StepError,
@@ -203,6 +204,16 @@ def decode_op(item: Mapping[str, Any], *, no_retry: bool, retry_after: int | Non
         event = opts.get("event") or item.get("name")
         timeout = parse_duration(opts.get("timeout") or "366d", field="waitForEvent timeout")
         return WaitForEvent(key, step_id, str(event), timeout, opts.get("if") or None)
+    if code == "Gateway":
+        body = opts.get("body")
+        return Gateway(
+            key,
+            step_id,
+            str(opts.get("url") or ""),
+            str(opts.get("method") or "GET").upper(),
+            {str(k): str(v) for k, v in (opts.get("headers") or {}).items()},
+            body if isinstance(body, str) or body is None else orjson.dumps(body).decode(),
+        )
     if code == "InvokeFunction":
         payload = opts.get("payload") or {}
         invoke_timeout = opts.get("timeout")

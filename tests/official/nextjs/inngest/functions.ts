@@ -157,6 +157,17 @@ export const tenSteps = inngest.createFunction(
   },
 );
 
+// step.fetch: the engine makes the request (a "Gateway" op) and the SDK gets a Response back.
+// Only the TS SDK has step.fetch, so the Python app has no twin of it.
+export const fetcher = inngest.createFunction(
+  { id: "fetcher", triggers: { event: "test/fetch" } },
+  async ({ event, step }) => {
+    const response = await step.fetch(event.data.url);
+    const body = await response.json();
+    return { status: response.status, body };
+  },
+);
+
 export const functions = [
   sequential,
   sleeper,
@@ -172,4 +183,5 @@ export const functions = [
   limited,
   cron,
   tenSteps,
+  fetcher,
 ];
