@@ -16,6 +16,7 @@ milliseconds. This module imports nothing of stepwell's but its records.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import astuple, dataclass
 from typing import Any, Protocol, TypeVar
 
 from stepwell.store.records import (
@@ -384,6 +385,22 @@ class Tx(Protocol):
         """
         ...
 
+    # -- retention ------------------------------------------------------------------------------
+
+    def prune_ended_runs(self, ended_before: int, limit: int, dry_run: bool = False) -> PruneCount:
+        """Delete up to ``limit`` runs that ended (Completed, Failed, Cancelled) before
+        ``ended_before``, oldest first, with their memo and ``run_events`` rows; then up to
+        ``limit`` events received before ``ended_before`` that no remaining run references.
+
+        Returns how many rows of each went. Call it again until it returns all zeros: each call
+        is one short transaction, so pruning a large history never holds locks for long. Safe to
+        repeat and to run beside live nodes (an ended run is never written again).
+
+        With ``dry_run``, deletes nothing and returns what pruning everything would delete
+        (no ``limit``).
+        """
+        ...
+
 
 class Store(Protocol):
     """A durable home for everything stepwell knows."""
@@ -403,3 +420,16 @@ class Store(Protocol):
     async def read(self, work: Callable[[Tx], T]) -> T:
         """Execute read-only ``work`` on a reader (sees every commit that returned before)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class PruneCount:
+    """How many rows :meth:`Tx.prune_ended_runs` deleted (or would delete) per table."""
+
+    runs: int = 0
+    memo: int = 0
+    run_events: int = 0
+    events: int = 0
+
+    def __add__(self, other: PruneCount) -> PruneCount:
+        return PruneCount(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))

@@ -17,6 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 import orjson
 
+from stepwell.store.base import PruneCount
 from stepwell.store.records import (
     FINAL_STATUSES,
     AppRecord,
@@ -743,6 +744,51 @@ class SqlTx:
             (since, until, since, until, since),
         )
         return [(str(f), int(m), str(k), int(c)) for f, m, k, c in rows]
+
+    # -- retention ------------------------------------------------------------------------------
+
+    def prune_ended_runs(self, ended_before: int, limit: int, dry_run: bool = False) -> PruneCount:
+        # created_at <= ended_at, so the created_at bound lets each status's range of
+        # runs_by_status serve the search.
+        ended = f"status IN {_FINAL} AND created_at < ? AND ended_at < ?"
+        orphan = "NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = events.event_id"
+        if dry_run:
+            prunable = f"SELECT run_id FROM runs WHERE {ended}"
+            bounds = (ended_before, ended_before)
+            count = "SELECT COUNT(*) FROM"
+            return PruneCount(
+                runs=self._one(f"{count} runs WHERE {ended}", bounds)[0],
+                memo=self._one(f"{count} memo WHERE run_id IN ({prunable})", bounds)[0],
+                run_events=self._one(f"{count} run_events WHERE run_id IN ({prunable})", bounds)[0],
+                events=self._one(
+                    f"{count} events WHERE received_at < ? AND {orphan} "
+                    f"AND re.run_id NOT IN ({prunable}))",
+                    (ended_before, *bounds),
+                )[0],
+            )
+        rows = self._all(
+            f"SELECT run_id, event_ids FROM runs WHERE {ended} ORDER BY created_at, run_id LIMIT ?",
+            (ended_before, ended_before, limit),
+        )
+        run_ids = [r[0] for r in rows]
+        links = [(e, r[0]) for r in rows for e in dict.fromkeys(_loads(r[1]))]
+        memo = runs = run_events = 0
+        if run_ids:
+            marks = _marks(len(run_ids))
+            memo = self._changed(f"DELETE FROM memo WHERE run_id IN ({marks})", run_ids)
+            for event_id, run_id in links:
+                run_events += self._changed(
+                    "DELETE FROM run_events WHERE event_id = ? AND run_id = ?", (event_id, run_id)
+                )
+            runs = self._changed(f"DELETE FROM runs WHERE run_id IN ({marks})", run_ids)
+        # Oldest first by primary key: the events of the runs just deleted, and events that
+        # never started a run (system events, events that resumed waits or matched nothing).
+        events = self._changed(
+            "DELETE FROM events WHERE event_id IN (SELECT event_id FROM events "
+            f"WHERE received_at < ? AND {orphan}) ORDER BY event_id LIMIT ?)",
+            (ended_before, limit),
+        )
+        return PruneCount(runs=runs, memo=memo, run_events=run_events, events=events)
 
 
 def _where(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
