@@ -12,7 +12,7 @@ import pytest
 
 from stepwell.engine.api.dashboard import runs as runs_module
 from tests.dashboard.dashboard_app import app
-from tests.support import serve
+from tests.support import engine_server, free_port, serve
 
 KEY = "signkey-prod-" + "ab" * 32
 
@@ -291,3 +291,20 @@ async def test_bulk_actions_on_the_runs_page_act_on_what_the_filters_show(tmp_pa
             await _wait_run(client, event_id, "Cancelled")
         refused = await client.post("/bulk", data={"kind": "explode"})
         assert "error=" in refused.headers["location"]
+
+
+async def test_syncing_an_app_by_url_shows_the_failure_in_plain_words(tmp_path: Path) -> None:
+    async with (
+        engine_server(tmp_path / "e.db") as served,
+        httpx.AsyncClient(base_url=served.url) as client,
+    ):
+        nowhere = f"http://127.0.0.1:{free_port()}/api/inngest"
+        bad = await client.post("/apps/sync", data={"url": "localhost:3000"})
+        assert "error=" in bad.headers["location"]
+        assert "full serve URL" in (await client.get(bad.headers["location"])).text
+        response = await client.post("/apps/sync", data={"url": nowhere})
+        assert response.status_code == 303
+        shown = (await client.get(response.headers["location"])).text
+        assert f"Could not sync {nowhere}" in shown
+        apps_page = (await client.get("/apps")).text
+        assert nowhere in apps_page and "sync failed" in apps_page

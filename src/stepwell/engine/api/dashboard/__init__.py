@@ -16,7 +16,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from stepwell.engine.api.dashboard import assets, auth, bulk, charts, events, functions, runs
+from stepwell.engine.api.dashboard import (
+    apps,
+    assets,
+    auth,
+    bulk,
+    charts,
+    events,
+    functions,
+    run,
+    runs,
+)
 
 __all__ = ["rest_routes", "routes"]
 
@@ -26,10 +36,10 @@ def routes() -> list[Route]:
     pages = [
         ("/", runs.runs_page, "GET"),
         ("/runs/fragment", runs.runs_fragment, "GET"),
-        ("/runs/{run_id}", runs.run_page, "GET"),
-        ("/runs/{run_id}/fragment", runs.run_fragment, "GET"),
-        ("/runs/{run_id}/cancel", runs.cancel_run, "POST"),
-        ("/runs/{run_id}/rerun", runs.rerun_run, "POST"),
+        ("/runs/{run_id}", run.run_page, "GET"),
+        ("/runs/{run_id}/fragment", run.run_fragment, "GET"),
+        ("/runs/{run_id}/cancel", run.cancel_run, "POST"),
+        ("/runs/{run_id}/rerun", run.rerun_run, "POST"),
         ("/events", events.events_page, "GET"),
         ("/events/fragment", events.events_fragment, "GET"),
         ("/events/{event_id}", events.event_page, "GET"),
@@ -38,8 +48,8 @@ def routes() -> list[Route]:
         ("/send", events.send, "POST"),
         ("/functions", functions.functions_page, "GET"),
         ("/functions/{function_id}/invoke", functions.invoke_function, "POST"),
-        ("/apps", functions.apps_page, "GET"),
-        ("/apps/sync", functions.sync_app, "POST"),
+        ("/apps", apps.apps_page, "GET"),
+        ("/apps/sync", apps.sync_app, "POST"),
         ("/activity", charts.activity_page, "GET"),
         ("/bulk", bulk.start_from_form, "POST"),
         ("/bulk/{job_id}", bulk.job_page, "GET"),

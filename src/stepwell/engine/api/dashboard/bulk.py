@@ -13,9 +13,9 @@ from urllib.parse import urlencode
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
-from stepwell.engine.api.dashboard.html import Form, definition_list, esc, fmt_time, page
+from stepwell.engine.api.dashboard.html import Form, definition_list, esc, fmt_time, page, redirect
 from stepwell.engine.api.responses import JSON, error, from_exception
 from stepwell.engine.operations import BulkJob, BulkKind, BulkOperations, RunSelection
 from stepwell.engine.operations import selection_from as parse_selection
@@ -111,8 +111,8 @@ async def start_from_form(request: Request) -> Response:
         selection = parse_selection(fields)
         job = operations(request).start(kind, selection)  # type: ignore[arg-type]
     except (StepwellError, ValueError) as exc:
-        return RedirectResponse("/?" + urlencode({"error": str(exc)}), status_code=303)
-    return RedirectResponse(f"/bulk/{job.job_id}", status_code=303)
+        return redirect("/", error=str(exc))
+    return redirect(f"/bulk/{job.job_id}")
 
 
 async def job_page(request: Request) -> Response:

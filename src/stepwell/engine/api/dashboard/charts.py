@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from stepwell.engine.api.dashboard.html import esc, page, table
-from stepwell.engine.api.dashboard.runs import engine_of
+from stepwell.engine.api.dashboard.html import engine_of, esc, page, table
 
 KINDS = ("started", "Completed", "Failed", "Cancelled")
 MINUTE = 60_000

@@ -6,21 +6,22 @@ from urllib.parse import urlencode
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 
 from stepwell.engine.api.dashboard.html import (
     Form,
     button_form,
+    engine_of,
     esc,
     fmt_time,
     json_block,
     link,
     page,
+    redirect,
     status_badge,
     table,
     text_input,
 )
-from stepwell.engine.api.dashboard.runs import engine_of
 from stepwell.engine.operations import replay_event
 from stepwell.errors import StepwellError
 from stepwell.store.records import EventRecord, RunRecord
@@ -139,9 +140,8 @@ async def replay(request: Request) -> Response:
     try:
         new_id = await replay_event(engine_of(request), event_id)
     except StepwellError as exc:
-        return RedirectResponse(f"/events/{event_id}?{urlencode({'error': str(exc)})}", 303)
-    message = {"notice": f"Replayed as a new event (from {event_id})."}
-    return RedirectResponse(f"/events/{new_id}?{urlencode(message)}", status_code=303)
+        return redirect(f"/events/{event_id}", error=str(exc))
+    return redirect(f"/events/{new_id}", notice=f"Replayed as a new event (from {event_id}).")
 
 
 # -- send -----------------------------------------------------------------------------------------
@@ -193,5 +193,4 @@ async def send(request: Request) -> Response:
         ids = await engine_of(request).send_wire({"name": name, "data": data})
     except StepwellError as exc:
         return await send_form(request, name, raw, ("name", str(exc)), 400)
-    message = urlencode({"notice": "Event sent."})
-    return RedirectResponse(f"/events/{ids[0]}?{message}", status_code=303)
+    return redirect(f"/events/{ids[0]}", notice="Event sent.")

@@ -1,27 +1,24 @@
-"""Functions (triggers, flow-control config, invoke) and apps (sync state, sync by URL)."""
+"""Functions: triggers, recent runs, flow-control config as registered, invoke with data."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from stepwell.engine.api.dashboard import charts
 from stepwell.engine.api.dashboard.html import (
     Form,
+    engine_of,
     esc,
-    fmt_time,
     json_block,
     page,
-    table,
+    redirect,
 )
-from stepwell.engine.api.dashboard.runs import engine_of
 from stepwell.engine.operations import invoke
 from stepwell.engine.registry import FLOW_CONTROL, FunctionSpec
-from stepwell.engine.sync import Syncer
 from stepwell.errors import StepwellError
 
 
@@ -94,99 +91,11 @@ async def invoke_function(request: Request) -> Response:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return _to("/functions", error=f"{function_id}: data is not valid JSON: {exc}")
+        return redirect("/functions", error=f"{function_id}: data is not valid JSON: {exc}")
     if not isinstance(data, dict):
-        return _to("/functions", error=f"{function_id}: data must be a JSON object")
+        return redirect("/functions", error=f"{function_id}: data must be a JSON object")
     try:
         run = await invoke(engine_of(request), function_id, data)
     except StepwellError as exc:
-        return _to("/functions", error=str(exc))
-    return _to(f"/runs/{run.run_id}", notice=f"Invoked {function_id}.")
-
-
-def _to(path: str, **message: str) -> Response:
-    return RedirectResponse(f"{path}?{urlencode(message)}", status_code=303)
-
-
-# -- apps -----------------------------------------------------------------------------------------
-
-
-def _app_rows(request: Request) -> list[dict[str, Any]]:
-    engine = engine_of(request)
-    syncer: Syncer | None = request.app.state.syncer
-    states = dict(syncer.states) if syncer else {}
-    rows: list[dict[str, Any]] = []
-    for app in sorted(engine.apps.values(), key=lambda a: a.app_id):
-        url = app.url or ""
-        state = states.pop(url.split("?")[0], None) if url else None
-        in_process = url.startswith("inprocess://") or not url
-        rows.append(
-            {
-                "app_id": app.app_id,
-                "url": "in-process (runs inside this server)" if in_process else url,
-                "sdk": app.sdk or "—",
-                "framework": app.framework or "—",
-                "functions": len([s for s in engine.registry.all() if s.app_id == app.app_id]),
-                "state": _sync_words(app.synced_at, state.ok if state else True, state),
-            }
-        )
-    for state in states.values():
-        rows.append(
-            {
-                "app_id": state.app_id or "—",
-                "url": state.url,
-                "sdk": "—",
-                "framework": "—",
-                "functions": 0,
-                "state": _sync_words(None, state.ok, state),
-            }
-        )
-    return rows
-
-
-def _sync_words(synced_at: int | None, ok: bool, state: Any) -> str:
-    if not ok and state is not None:
-        return (
-            f'<span class="badge status-failed">sync failed</span> {fmt_time(state.at)}: '
-            f"{esc(state.error or 'no answer')}"
-        )
-    return f'<span class="badge status-completed">synced</span> {fmt_time(synced_at)}'
-
-
-async def apps_page(request: Request) -> Response:
-    rows = (
-        "".join(
-            f'<tr><td class="mono">{esc(r["app_id"])}</td><td class="mono">{esc(r["url"])}</td>'
-            f"<td>{esc(r['sdk'])}</td><td>{esc(r['framework'])}</td><td>{r['functions']}</td>"
-            f"<td>{r['state']}</td></tr>"
-            for r in _app_rows(request)
-        )
-        or '<tr><td colspan="6" class="muted">No apps yet.</td></tr>'
-    )
-    body = table(
-        ("App", "URL", "SDK", "Framework", "Functions", "Sync"), rows, caption="Synced apps"
-    )
-    if request.app.state.syncer is not None:
-        body += """<h2>Sync a new app</h2>
-<form method="post" action="/apps/sync" class="stack" aria-label="Sync a new app">
-<label for="app-url">The app's serve URL</label>
-<input id="app-url" name="url" type="url" required placeholder="http://localhost:3000/api/inngest">
-<div><button type="submit">Sync app</button></div>
-</form>"""
-    return page(request, "Apps", body, current="/apps")
-
-
-async def sync_app(request: Request) -> Response:
-    syncer: Syncer | None = request.app.state.syncer
-    form = await Form.read(request)
-    url = str(form.get("url") or "").strip()
-    if syncer is None:
-        return _to("/apps", error="This server cannot sync apps.")
-    if not url.startswith(("http://", "https://")):
-        return _to(
-            "/apps", error="Give the full serve URL, e.g. http://localhost:3000/api/inngest."
-        )
-    state = await syncer.sync(url)
-    if state.ok:
-        return _to("/apps", notice=f"Synced {state.app_id or url}.")
-    return _to("/apps", error=f"Could not sync {url}: {state.error}")
+        return redirect("/functions", error=str(exc))
+    return redirect(f"/runs/{run.run_id}", notice=f"Invoked {function_id}.")

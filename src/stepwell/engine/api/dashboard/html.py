@@ -10,12 +10,15 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+if TYPE_CHECKING:
+    from stepwell.engine.engine import Engine
 
 NAV = (
     ("/", "Runs"),
@@ -24,6 +27,18 @@ NAV = (
     ("/apps", "Apps"),
     ("/activity", "Activity"),
 )
+
+
+def engine_of(request: Request) -> Engine:
+    """The engine behind the app serving ``request``."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def redirect(path: str, **message: str) -> Response:
+    """See other: ``path``, carrying ``notice=`` or ``error=`` for the page to show."""
+    query = urlencode({k: v for k, v in message.items() if v})
+    return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
 
 
 def esc(value: object) -> str:
