@@ -1,8 +1,14 @@
 """Retention: ended runs older than a cutoff go with their memo, links and unreferenced events;
-everything a remaining run needs stays."""
+everything a remaining run needs stays. ``stepwell prune`` drives it."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+from click.testing import CliRunner
+
+from stepwell.cli.main import main
 from stepwell.store.base import PruneCount, Store, Tx
 from stepwell.store.records import EventRecord, RunFilter, RunRecord
 
@@ -108,3 +114,32 @@ async def test_pruning_removes_old_events_no_run_references_and_is_safe_to_repea
     _, events, _ = await remaining(store)
     assert events == ["lonely-new"]
     assert await store.run(lambda tx: tx.prune_ended_runs(CUTOFF, 100)) == PruneCount()
+
+
+async def test_stepwell_prune_deletes_what_the_cutoff_allows_and_dry_run_deletes_nothing(
+    store: Store, store_url: str
+) -> None:
+    now = int(time.time() * 1000)
+    day = 86_400_000
+
+    def aged(tx: Tx) -> None:
+        for n, age in enumerate([40, 35, 1]):
+            tx.insert_event(event(f"e{n}", now - age * day))
+            add_run(tx, f"r{n}", (f"e{n}",), now - age * day, now - age * day + 1)
+
+    await store.run(aged)
+
+    async def cli(*args: str) -> str:
+        command = ["prune", "--older-than", "30d", "--database", store_url, *args]
+        result = await asyncio.to_thread(CliRunner().invoke, main, command)
+        assert result.exit_code == 0, result.output
+        return str(result.output)
+
+    assert (await cli("--dry-run")).startswith("would delete 2 runs ended before 20"), (
+        "the dry run counts the two runs older than 30 days"
+    )
+    assert (await cli("--batch", "1")).startswith("deleted 2 runs")
+    output = await cli()
+    assert output.startswith("deleted 0 runs") and "0 events" in output
+    runs = await store.read(lambda tx: tx.list_runs(RunFilter(limit=10)))
+    assert [r.run_id for r in runs] == ["r2"]

@@ -242,6 +242,55 @@ def migrate(database: str) -> None:
 
 
 @main.command()
+@click.option(
+    "--older-than",
+    required=True,
+    help="Prune runs that ended longer ago than this, e.g. 30d, 12h.",
+)
+@click.option(
+    "--database",
+    "--db",
+    default=".stepwell/stepwell.db",
+    show_default=True,
+    envvar="STEPWELL_DATABASE",
+    help="SQLite file or postgresql:// URL.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 100_000))
+def prune(older_than: str, database: str, dry_run: bool, batch: int) -> None:
+    """Delete ended runs (Completed, Failed, Cancelled) older than --older-than, with their
+    step results and the events no remaining run references, a batch per transaction."""
+    import time
+
+    from stepwell.protocol.durations import parse_duration
+    from stepwell.store import open_store
+    from stepwell.store.retention import prune as prune_store
+
+    try:
+        cutoff = int(time.time() * 1000) - parse_duration(older_than, field="--older-than")
+    except StepwellError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+
+    async def run() -> Any:
+        store = open_store(database)
+        await store.open()
+        try:
+            return await prune_store(store, cutoff, batch=batch, dry_run=dry_run)
+        finally:
+            await store.close()
+
+    try:
+        count = asyncio.run(run())
+    except (StepwellError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {count.runs} runs ended before {_time(cutoff)}, {count.memo} step results, "
+        f"{count.run_events} run-event links, {count.events} events"
+    )
+
+
+@main.command()
 @click.argument("name")
 @click.option("--data", default="{}", help="Event data as a JSON object.")
 @click.option("--id", "event_id", default=None, help="Idempotency id (dedupes for 24 h).")
