@@ -172,6 +172,9 @@ async def _scenarios(d: Driver, engine: Engine, app_id: str) -> None:
         )
         memo = await engine.store.read(lambda tx: tx.get_memo(run.run_id))
         assert [m.value["data"]["status_code"] for m in memo] == [200]
+        # parallel race mode: the first step to finish wins
+        run = await d.run("test/race")
+        assert (run.status, run.output) == ("Completed", "fast")
 
     # concurrency limit 1: the three runs' steps never overlap
     limited = [await d.send("test/limited") for _ in range(3)]

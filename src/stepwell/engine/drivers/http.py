@@ -200,13 +200,21 @@ class HttpDriver:
         if not planned:
             return list(ops)
         others: list[StepOp] = [op for op in ops if not isinstance(op, StepPlanned)]
-        results = await asyncio.gather(
-            *(
+        calls = {
+            asyncio.ensure_future(
                 self._call(spec, replace(request, target_step=op.key), None, checkpointer)
-                for op in planned
-            )
-        )
-        for op, result in zip(planned, results, strict=True):
+            ): op
+            for op in planned
+        }
+        # Outcomes are recorded in the order the steps finished: the memo's stack is completion
+        # order, which is how the SDK tells the winner of a race (parallelMode "race").
+        finished: list[tuple[StepPlanned, CallResult]] = []
+        pending = set(calls)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            ready = sorted(done, key=lambda task: planned.index(calls[task]))
+            finished.extend((calls[task], task.result()) for task in ready)
+        for op, result in finished:
             if result.done and result.error is not None:
                 # The SDK could not run the targeted step: treat it as that step's error.
                 others.append(

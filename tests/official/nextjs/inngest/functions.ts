@@ -168,6 +168,26 @@ export const fetcher = inngest.createFunction(
   },
 );
 
+// Promise.race over two steps in a race-mode group: the step that finishes first wins, whatever
+// the order they were started in. TS only (the Python SDK's group has no race).
+export const racer = inngest.createFunction(
+  { id: "racer", triggers: { event: "test/race" } },
+  async ({ step, group }) => {
+    return await group.parallel({ mode: "race" }, async () =>
+      Promise.race([
+        step.run("slow", async () => {
+          await pause(1500);
+          return "slow";
+        }),
+        step.run("fast", async () => {
+          await pause(50);
+          return "fast";
+        }),
+      ]),
+    );
+  },
+);
+
 export const functions = [
   sequential,
   sleeper,
@@ -184,4 +204,5 @@ export const functions = [
   cron,
   tenSteps,
   fetcher,
+  racer,
 ];
