@@ -96,11 +96,13 @@ class Counts:
     connections_terminated: int = 0
 
     def __str__(self) -> str:
-        return (
+        done = (
             f"{self.node_kills} node SIGKILLs, {self.node_restarts} node restarts, "
-            f"{self.app_kills} app SIGKILL(s), {self.connections_terminated} PostgreSQL "
-            "connections terminated"
+            f"{self.app_kills} app SIGKILL(s)"
         )
+        if self.connections_terminated:
+            done += f", {self.connections_terminated} PostgreSQL connections terminated"
+        return done
 
 
 @dataclass
