@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test check setup bench screenshots
+.PHONY: dev test test-crash check setup bench screenshots
 
 $(BIN)/stepwell: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ dev: setup
 
 test: setup
 	$(BIN)/pytest
+
+# The crash-safety suite alone (also part of `make test`); -s prints what it checked.
+test-crash: setup
+	$(BIN)/pytest -m crash -s
 
 check: setup
 	$(BIN)/ruff format --check src tests bench examples
