@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,17 @@ async def child(ctx: stepwell.Context) -> Any:
 async def invoker(ctx: stepwell.Context) -> Any:
     await ctx.step.sleep("nap", "1s")
     return await ctx.step.invoke("call", "child", {"x": 21})
+
+
+@app.function("limited", trigger="e2e/limited", concurrency=1)
+async def limited(ctx: stepwell.Context) -> list[float]:
+    return await ctx.step.run("work", _timed_work)
+
+
+async def _timed_work() -> list[float]:
+    started = time.time()
+    await asyncio.sleep(0.2)
+    return [started, time.time()]
 
 
 @app.function("fatal", trigger="e2e/fatal", retries=1)
@@ -145,3 +157,7 @@ async def test_the_engine_drives_a_served_app(tmp_path: Path, mode: str, framewo
             assert (done.status, done.output) == ("Completed", 42)
             done = await run("e2e/fatal")
             assert done.status == "Failed"
+            # concurrency limit 1: the three runs' steps never overlap
+            limited_ids = await engine.send_wire([{"name": "e2e/limited"} for _ in range(3)])
+            spans = sorted([(await _finished(engine, i)).output for i in limited_ids])
+            assert all(spans[i][1] <= spans[i + 1][0] for i in range(2)), spans
