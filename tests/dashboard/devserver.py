@@ -1,4 +1,4 @@
-"""A real ``stepwell dev`` process serving the dashboard's test app, shared by a module."""
+"""A real ``stepwell dev`` (or ``stepwell start``) process serving the dashboard's test app."""
 
 from __future__ import annotations
 
@@ -18,11 +18,17 @@ APP = ROOT / "tests" / "dashboard" / "dashboard_app.py"
 
 
 @contextmanager
-def dev_process(folder: Path) -> Iterator[str]:
-    """Run ``stepwell dev`` on the test app with its state in ``folder``; yields its URL."""
+def dev_process(folder: Path, signing_key: str | None = None) -> Iterator[str]:
+    """Run ``stepwell dev`` on the test app with its state in ``folder`` (``stepwell start``
+    with ``signing_key``); yields its URL."""
     port = free_port()
-    command = [sys.executable, "-m", "stepwell.cli.main", "dev", str(APP)]
-    command += ["--db", str(folder / "d.db"), "--no-discovery", "--port", str(port)]
+    command = [sys.executable, "-m", "stepwell.cli.main"]
+    if signing_key is None:
+        command += ["dev", str(APP), "--db", str(folder / "d.db"), "--no-discovery"]
+    else:
+        command += ["start", str(APP), "--database", str(folder / "p.db")]
+        command += ["--signing-key", signing_key, "--event-key", "ek"]
+    command += ["--port", str(port)]
     with open(folder / "server.log", "wb") as log:
         server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
         url = f"http://127.0.0.1:{port}"

@@ -37,13 +37,17 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _need_chromium() -> None:
     reason = _missing()
     if reason is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    _need_chromium()
     with dev_process(tmp_path_factory.mktemp("dashboard")) as url:
         yield url
 
@@ -167,7 +171,7 @@ def test_cancel_a_sleeping_run_and_bulk_cancel_a_filtered_set(
             )
 
 
-def test_replay_an_event_and_the_other_pages(browser: Any, shots: Path) -> None:
+def test_replay_an_event_and_the_other_pages(browser: Any, dev_server: str, shots: Path) -> None:
     page = browser.new_page()
     _send_from_form(page, "demo/charge", "{}")
     original = page.url
@@ -176,7 +180,12 @@ def test_replay_an_event_and_the_other_pages(browser: Any, shots: Path) -> None:
     assert page.url.split("?")[0] != original.split("?")[0]
     _eventually(lambda: page.locator("table a[href^='/runs/']").count() == 1, page)
     page.goto("/events")
-    assert page.locator("tbody tr[data-event]").count() >= 2
+    before = page.locator("tbody tr[data-event]").count()
+    assert before >= 2
+    with httpx.Client(base_url=dev_server) as client:
+        client.post("/e/dev", json={"name": "demo/live", "data": {}})
+    page.wait_for_selector("tbody tr[data-event] a:text('demo/live')")  # no reload
+    assert page.locator("tbody tr[data-event]").count() == before + 1
     page.screenshot(path=str(shots / "events.png"), full_page=True)
     pages = [("/functions", "functions"), ("/apps", "apps"), ("/send", "send")]
     for path, name in [*pages, ("/activity", "activity")]:
@@ -194,3 +203,36 @@ def test_replay_an_event_and_the_other_pages(browser: Any, shots: Path) -> None:
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(13, 17, 23)"
     page.screenshot(path=str(shots / "runs-dark.png"), full_page=True)
+
+
+KEY = "signkey-prod-" + "ab" * 32
+
+
+def test_production_mode_asks_for_the_signing_key_and_keeps_a_session(
+    tmp_path: Path, shots: Path
+) -> None:
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with dev_process(tmp_path, signing_key=KEY) as url, sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = launched.new_page(base_url=url)
+            page.goto("/events")
+            assert "/dashboard/login" in page.url
+            assert page.locator("text=Dev mode").count() == 0
+            page.get_by_label("Signing key").fill("signkey-prod-" + "cd" * 32)
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_selector("text=That is not this server's signing key.")
+            page.screenshot(path=str(shots / "login.png"))
+            page.get_by_label("Signing key").fill(KEY)
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url("**/events")
+            page.goto("/functions")  # the session holds across pages
+            assert page.locator("h2", has_text="dash-pipeline").count() == 1
+            page.get_by_role("button", name="Log out").click()
+            page.wait_for_url("**/dashboard/login")
+            page.goto("/")
+            assert "/dashboard/login" in page.url
+        finally:
+            launched.close()

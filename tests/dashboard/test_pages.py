@@ -253,8 +253,9 @@ async def test_production_mode_needs_a_login(tmp_path: Path) -> None:
         assert (await client.post("/v1/cancellations", json={})).status_code == 401
         form = await client.get("/dashboard/login")
         assert 'type="password"' in form.text and "Dev mode" not in form.text
-        wrong = await client.post("/dashboard/login", data={"token": "nope", "next": "/"})
+        wrong = await client.post("/dashboard/login", data={"token": "nope", "next": "/events"})
         assert wrong.status_code == 401 and "not this server" in wrong.text
+        assert 'name="next" value="/events"' in wrong.text  # kept for the next try
         right = await client.post("/dashboard/login", data={"token": KEY, "next": "/events"})
         assert right.status_code == 303 and right.headers["location"] == "/events"
         assert KEY.split("-")[-1] not in right.headers["set-cookie"]

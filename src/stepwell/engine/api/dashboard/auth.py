@@ -63,8 +63,10 @@ def guarded(endpoint: Endpoint) -> Endpoint:
     return check
 
 
-async def login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
-    next_path = request.query_params.get("next", "/")
+async def login_form(
+    request: Request, error: str | None = None, status: int = 200, next_path: str | None = None
+) -> Response:
+    next_path = next_path or request.query_params.get("next", "/")
     problem = (
         f'<p class="field-error" id="token-error" role="alert">{esc(error)}</p>' if error else ""
     )
@@ -92,7 +94,7 @@ async def login(request: Request) -> Response:
     if not keys:
         return RedirectResponse(next_path, status_code=303)
     if not accepts_login(token, keys):
-        return await login_form(request, "That is not this server's signing key.", 401)
+        return await login_form(request, "That is not this server's signing key.", 401, next_path)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         COOKIE,
