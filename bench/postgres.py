@@ -1,5 +1,6 @@
-"""Benchmarks on PostgreSQL: W1 and W2 with one and two engine nodes, an idle node's cost, and
-how fast work committed by one node reaches an idle one.
+"""Benchmarks on PostgreSQL: W1 and W2 with one, two and four engine nodes (steps per second,
+per-step latency and CPU time), an idle node's cost, and how fast work committed by one node
+reaches an idle one.
 
     python -m bench.postgres            # quick sizes
     python -m bench.postgres --full     # the sizes of docs/postgres.md
@@ -40,6 +41,8 @@ T = TypeVar("T")
 URL = os.environ.get("STEPWELL_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 W1_RUNS = 20
 W1_WARMUP = 3
+NODE_COUNTS = (1, 2, 4)
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 # -- a node ---------------------------------------------------------------------------------------
@@ -167,6 +170,13 @@ class Node:
     async def read_stats(self) -> Stats:
         await self.command("stats")
         return await self.stats.get()
+
+    def cpu_s(self) -> float:
+        """CPU time (user + system) the node process has used so far, in seconds."""
+        with open(f"/proc/{self.proc.pid}/stat") as stat:
+            # fields after the parenthesised command name; utime and stime are 14 and 15
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
 
 
 class Cluster:
@@ -305,6 +315,7 @@ async def w2(made: Cluster, runs: int) -> dict[str, Any]:
     shares = [
         runs // len(made.nodes) + (i < runs % len(made.nodes)) for i in range(len(made.nodes))
     ]
+    cpu_before = sum(node.cpu_s() for node in made.nodes)
     start = time.perf_counter()
     await asyncio.gather(
         *(
@@ -314,9 +325,12 @@ async def w2(made: Cluster, runs: int) -> dict[str, Any]:
     )
     await made.until_ended(target)
     elapsed = time.perf_counter() - start
+    cpu = sum(node.cpu_s() for node in made.nodes) - cpu_before
     return {
         "runs_per_s": runs / elapsed,
         "steps_per_s": 3 * runs / elapsed,
+        "wall_ms_per_step": elapsed * 1000 / (3 * runs),
+        "cpu_ms_per_step": cpu * 1000 / (3 * runs),
         "seconds": elapsed,
         "ended_per_node": [node.ended - b for node, b in zip(made.nodes, before, strict=True)],
     }
@@ -353,7 +367,7 @@ async def hand_off() -> tuple[float, float]:
 async def main(full: bool) -> None:
     w2_runs = 1000 if full else 300
     results: dict[int, dict[str, Any]] = {}
-    for nodes in (1, 2):
+    for nodes in NODE_COUNTS:
         async with cluster(nodes) as made:
             results[nodes] = {**await w1(made), **await w2(made, w2_runs)}
     idle_s = 120 if full else 30
@@ -361,22 +375,28 @@ async def main(full: bool) -> None:
     direct, handed = await hand_off()
 
     print(f"stepwell on PostgreSQL ({parse_url(URL)}), each node a process, concurrency 64")
-    print(f"  {'':<38}{'1 node':>12}{'2 nodes':>12}")
+    header = "".join(f"{f'{n} node' + 's' * (n > 1):>14}" for n in NODE_COUNTS)
+    print(f"  {'':<44}{header}")
     rows = [
         (f"W1 ms/step (median of {W1_RUNS}, 10 steps)", "w1", "{:.3f}"),
         (f"W2 runs/s ({w2_runs} runs of 3 steps)", "runs_per_s", "{:.0f}"),
         ("W2 steps/s", "steps_per_s", "{:.0f}"),
+        ("W2 wall ms per step (all nodes)", "wall_ms_per_step", "{:.2f}"),
+        ("W2 node CPU ms per step (all nodes)", "cpu_ms_per_step", "{:.2f}"),
     ]
     for label, key, fmt in rows:
-        cells = "".join(f"{fmt.format(results[n][key]):>12}" for n in (1, 2))
-        print(f"  {label:<38}{cells}")
-    shares = "/".join(str(n) for n in results[2]["ended_per_node"])
-    print(f"  {'W2 runs ended per node':<38}{results[1]['ended_per_node'][0]:>12}{shares:>12}")
-    other = results[2]["w1_spent"][1]
-    print(
-        f"  during W1 on 2 nodes, the node not sent to: {other.transactions / W1_RUNS:.1f} "
-        f"transactions and {other.round_trips / W1_RUNS:.1f} round trips per run"
-    )
+        cells = "".join(f"{fmt.format(results[n][key]):>14}" for n in NODE_COUNTS)
+        print(f"  {label:<44}{cells}")
+    shares = ["/".join(str(e) for e in results[n]["ended_per_node"]) for n in NODE_COUNTS]
+    print(f"  {'W2 runs ended per node':<44}{''.join(f'{s:>14}' for s in shares)}")
+    for n in NODE_COUNTS[1:]:
+        others = results[n]["w1_spent"][1:]
+        transactions = statistics.mean(o.transactions for o in others) / W1_RUNS
+        trips = statistics.mean(o.round_trips for o in others) / W1_RUNS
+        print(
+            f"  during W1 on {n} nodes, each node not sent to: {transactions:.1f} "
+            f"transactions and {trips:.1f} round trips per run"
+        )
     per_minute = 60 / idle_s
     print(
         f"  one idle node, per minute (over {idle_s} s): "
