@@ -55,3 +55,11 @@ async def flaky(ctx: stepwell.Context) -> str:
 @app.function("limited", trigger="demo/limited", rate_limit=stepwell.RateLimit(1, "1h"))
 async def limited(ctx: stepwell.Context) -> str:
     return "ran"
+
+
+@app.function("waiter", trigger="demo/wait")
+async def waiter(ctx: stepwell.Context) -> Any:
+    approval = await ctx.step.wait_for_event(
+        "approval", event="demo/approved", match="data.id", timeout="1h"
+    )
+    return approval.data if approval else None

@@ -309,3 +309,22 @@ async def test_syncing_an_app_by_url_shows_the_failure_in_plain_words(tmp_path: 
         assert f"Could not sync {nowhere}" in shown
         apps_page = (await client.get("/apps")).text
         assert nowhere in apps_page and "sync failed" in apps_page
+
+
+async def test_the_timeline_shows_a_wait_until_its_event_comes(tmp_path: Path) -> None:
+    async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
+        waiting = await _send(client, "demo/wait", {"id": "a-1"})
+        run = await _wait_run(client, waiting, "Running")
+        for _ in range(200):
+            page = (await client.get(f"/runs/{run['run_id']}")).text
+            if "approval (waiting for demo/approved)" in page:
+                break
+            await asyncio.sleep(0.02)
+        assert 'data-step="approval (waiting for demo/approved)"' in page
+        assert "data-live=" in page  # an active run's page follows it
+        await _send(client, "demo/approved", {"id": "a-1", "by": "ada"})
+        done = await _wait_status(client, run["run_id"], "Completed")
+        assert done["output"] == {"id": "a-1", "by": "ada"}
+        page = (await client.get(f"/runs/{run['run_id']}")).text
+        assert 'data-step="approval"' in page and "waiting for" not in page
+        assert "data-live=" not in page

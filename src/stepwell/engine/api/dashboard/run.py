@@ -151,13 +151,15 @@ def _steps(run: RunRecord, memo: list[MemoRecord]) -> str:
             shown = json_block(value["data"], f"output of {m.step_id}")
         else:
             shown = json_block(value, f"result of {m.step_id}")
-        took = fmt_ms(m.created_at - m.started_at) if m.started_at is not None else "—"
+        about = [m.kind]
+        if m.started_at is not None:
+            about.append(fmt_ms(m.created_at - m.started_at))
+        if m.attempts > 1:  # the memo records attempts when the engine knows them
+            about.append(f"{m.attempts} attempts")
         out.append(
             f'<section class="step" data-step-id="{esc(m.step_id)}" aria-label="step {esc(m.step_id)}">'
-            f'<h3 class="mono">{esc(m.step_id)} <span class="muted">({esc(m.kind)}, {esc(took)}, '
-            f"{m.attempts} attempt{'s' if m.attempts != 1 else ''})</span></h3>{shown}"
-            + _rerun_from(run, m, memo[:i])
-            + "</section>"
+            f'<h3 class="mono">{esc(m.step_id)} <span class="muted">({esc(", ".join(about))})'
+            f"</span></h3>{shown}" + _rerun_from(run, m, memo[:i]) + "</section>"
         )
     return "".join(out)
 
