@@ -54,7 +54,8 @@ from stepwell.store.records import QueueItem
 from stepwell.store.sql import POSTGRES, SqlTx
 
 # The group-commit plumbing is the SQLite store's: jobs, unit calls, answering the callers.
-from stepwell.store.sqlite import _call, _Job, _Outcome, _settle
+from stepwell.store.units import Job, Outcome, settle
+from stepwell.store.units import call as call_unit
 
 T = TypeVar("T")
 
@@ -354,7 +355,7 @@ class PostgresStore:
         # open, and the _STOPs are queued last, so no writer leaves a job unanswered.
         self._lock = threading.Lock()
         self._state = "new"
-        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._writers: list[threading.Thread] = []
         self._readers: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_conns: set[_Connection] = set()
@@ -381,7 +382,7 @@ class PostgresStore:
             except asyncio.CancelledError:
                 connecting.add_done_callback(_close_connections)
                 raise
-            jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+            jobs: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
             threads = [
                 threading.Thread(
                     target=self._writer_main,
@@ -442,7 +443,7 @@ class PostgresStore:
         with self._lock:
             if self._state != "open":
                 raise self._not_open()
-            self._jobs.put(_Job(work, future, loop, False))
+            self._jobs.put(Job(work, future, loop, False))
         return await future  # type: ignore[no-any-return]
 
     async def read(self, work: Callable[[Tx], T]) -> T:
@@ -525,7 +526,7 @@ class PostgresStore:
             conn = self._reader()
             try:
                 conn.simple(_READ_BEGIN)
-                value = _call(work, SqlTx(conn, POSTGRES, _now_ms()))
+                value = call_unit(work, SqlTx(conn, POSTGRES, _now_ms()))
             except Exception as exc:
                 if not _connection_lost(exc):
                     self._end_read(conn)
@@ -546,14 +547,14 @@ class PostgresStore:
 
     # -- the writer threads ---------------------------------------------------------------------
 
-    def _writer_main(self, jobs: queue.SimpleQueue[_Job | object], conn: _Connection) -> None:
+    def _writer_main(self, jobs: queue.SimpleQueue[Job | object], conn: _Connection) -> None:
         current: _Connection | None = conn
         try:
             while (taken := _next_batch(jobs)) is not None:
                 batch, stop = taken
                 if batch:
                     current, outcomes = self._commit(current, batch)
-                    _settle(batch, outcomes)
+                    settle(batch, outcomes)
                 if stop:
                     return
         finally:
@@ -573,8 +574,8 @@ class PostgresStore:
         return conn
 
     def _commit(
-        self, conn: _Connection | None, batch: list[_Job]
-    ) -> tuple[_Connection | None, list[_Outcome]]:
+        self, conn: _Connection | None, batch: list[Job]
+    ) -> tuple[_Connection | None, list[Outcome]]:
         """Run a batch in one transaction, a savepoint per unit; one outcome per job.
 
         Between units exactly one savepoint named ``unit`` is open: released before the next
@@ -605,7 +606,7 @@ class PostgresStore:
         return live, outcomes
 
 
-def _next_batch(jobs: queue.SimpleQueue[_Job | object]) -> tuple[list[_Job], bool] | None:
+def _next_batch(jobs: queue.SimpleQueue[Job | object]) -> tuple[list[Job], bool] | None:
     """Block for one job, then take what else is waiting; None once stopped."""
     first = jobs.get()
     if first is _STOP:
@@ -617,20 +618,20 @@ def _next_batch(jobs: queue.SimpleQueue[_Job | object]) -> tuple[list[_Job], boo
         except queue.Empty:
             break
         if job is _STOP:  # each writer takes one _STOP, and leaves the others theirs
-            return [j for j in batch if isinstance(j, _Job)], True
+            return [j for j in batch if isinstance(j, Job)], True
         batch.append(job)
-    return [j for j in batch if isinstance(j, _Job)], False
+    return [j for j in batch if isinstance(j, Job)], False
 
 
 UNIT_ATTEMPTS: Final = 3
 """How often a unit aborted by a deadlock or serialization failure is run again, in place."""
 
 
-def _unit(conn: _Connection, tx: _PgTx, job: _Job) -> _Outcome:
+def _unit(conn: _Connection, tx: _PgTx, job: Job) -> Outcome:
     due = tx.due
     for attempt in range(1, UNIT_ATTEMPTS + 1):
         try:
-            return True, _call(job.work, tx)
+            return True, call_unit(job.work, tx)
         except BaseException as exc:
             # Raises if the connection died: then the whole batch fails.
             conn.simple("ROLLBACK TO SAVEPOINT unit")

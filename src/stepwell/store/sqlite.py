@@ -22,19 +22,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import inspect
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from stepwell.errors import StoreError
 from stepwell.store import migrations
 from stepwell.store.base import Tx
 from stepwell.store.sql import SQLITE, SqlTx
+from stepwell.store.units import Job, Outcome, settle
+from stepwell.store.units import call as call_unit
 
 T = TypeVar("T")
 
@@ -44,17 +44,6 @@ MAX_BATCH: Final = 256
 _SYNCHRONOUS: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 _MIN_SQLITE: Final = (3, 35, 0)  # RETURNING
 _STOP: Final = object()
-
-
-@dataclass(slots=True)
-class _Job:
-    work: Callable[[Tx], Any]
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-    read_only: bool
-
-
-_Outcome = tuple[bool, Any]  # (succeeded, value or exception)
 
 
 def _now_ms() -> int:
@@ -101,7 +90,7 @@ class SqliteStore:
         # open, and _STOP is queued last, so the writer never leaves a job unanswered.
         self._lock = threading.Lock()
         self._state = "new"
-        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._readers: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_conns: list[sqlite3.Connection] = []
@@ -122,7 +111,7 @@ class SqliteStore:
             if self._state == "open":
                 return
             ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-            jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+            jobs: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
             writer = threading.Thread(
                 target=self._writer_main,
                 args=(jobs, ready),
@@ -194,7 +183,7 @@ class SqliteStore:
         with self._lock:
             if self._state != "open":
                 raise self._not_open()
-            self._jobs.put(_Job(work, future, loop, read_only))
+            self._jobs.put(Job(work, future, loop, read_only))
         return future
 
     def _not_open(self) -> StoreError:
@@ -264,7 +253,7 @@ class SqliteStore:
         conn = self._reader()
         conn.execute("BEGIN")
         try:
-            return _call(work, SqlTx(conn, SQLITE, _now_ms()))
+            return call_unit(work, SqlTx(conn, SQLITE, _now_ms()))
         finally:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -272,7 +261,7 @@ class SqliteStore:
     # -- the writer thread ----------------------------------------------------------------------
 
     def _writer_main(
-        self, jobs: queue.SimpleQueue[_Job | object], ready: concurrent.futures.Future[None]
+        self, jobs: queue.SimpleQueue[Job | object], ready: concurrent.futures.Future[None]
     ) -> None:
         try:
             conn = self._open_writer()
@@ -284,14 +273,14 @@ class SqliteStore:
             while (batch := _next_batch(jobs)) is not None:
                 jobs_, stop = batch
                 if jobs_:
-                    _settle(jobs_, _commit(conn, jobs_))
+                    settle(jobs_, _commit(conn, jobs_))
                 if stop:
                     return
         finally:
             conn.close()
 
 
-def _next_batch(jobs: queue.SimpleQueue[_Job | object]) -> tuple[list[_Job], bool] | None:
+def _next_batch(jobs: queue.SimpleQueue[Job | object]) -> tuple[list[Job], bool] | None:
     """Block for one job, then take what else is waiting; None once stopped."""
     first = jobs.get()
     if first is _STOP:
@@ -308,11 +297,11 @@ def _next_batch(jobs: queue.SimpleQueue[_Job | object]) -> tuple[list[_Job], boo
     return _jobs(batch), False
 
 
-def _jobs(items: list[object]) -> list[_Job]:
-    return [j for j in items if isinstance(j, _Job)]
+def _jobs(items: list[object]) -> list[Job]:
+    return [j for j in items if isinstance(j, Job)]
 
 
-def _commit(conn: sqlite3.Connection, batch: list[_Job]) -> list[_Outcome]:
+def _commit(conn: sqlite3.Connection, batch: list[Job]) -> list[Outcome]:
     """Run a batch in one transaction, a savepoint per unit; one outcome per job."""
     tx = SqlTx(conn, SQLITE, _now_ms())
     try:
@@ -336,10 +325,10 @@ def _batch_failed(exc: BaseException, size: int) -> BaseException:
     return failure
 
 
-def _unit(conn: sqlite3.Connection, tx: SqlTx, job: _Job) -> _Outcome:
+def _unit(conn: sqlite3.Connection, tx: SqlTx, job: Job) -> Outcome:
     conn.execute("SAVEPOINT unit")
     try:
-        value = _call(job.work, tx)
+        value = call_unit(job.work, tx)
     except BaseException as exc:
         if not conn.in_transaction:
             raise  # SQLite rolled the whole transaction back: the batch fails
@@ -350,34 +339,3 @@ def _unit(conn: sqlite3.Connection, tx: SqlTx, job: _Job) -> _Outcome:
         conn.execute("ROLLBACK TO unit")
     conn.execute("RELEASE unit")
     return True, value
-
-
-def _call(work: Callable[[Tx], T], tx: SqlTx) -> T:
-    value = work(tx)
-    if inspect.isawaitable(value):
-        if inspect.iscoroutine(value):
-            value.close()
-        raise TypeError("a unit of work must be a plain function of a Tx, not a coroutine")
-    return value
-
-
-def _settle(batch: list[_Job], outcomes: list[_Outcome]) -> None:
-    """Answer every caller: one thread-safe callback per event loop, not one per job."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], _Outcome]]] = {}
-    for job, outcome in zip(batch, outcomes, strict=True):
-        by_loop.setdefault(job.loop, []).append((job.future, outcome))
-    for loop, answers in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting
-            loop.call_soon_threadsafe(_resolve, answers)
-
-
-def _resolve(answers: list[tuple[asyncio.Future[Any], _Outcome]]) -> None:
-    for future, (ok, value) in answers:
-        if future.done():  # the caller was cancelled
-            continue
-        if ok:
-            future.set_result(value)
-        elif isinstance(value, StopIteration):  # futures refuse StopIteration
-            future.set_exception(RuntimeError(f"unit of work raised {value!r}"))
-        else:
-            future.set_exception(value)
