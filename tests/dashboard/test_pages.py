@@ -240,6 +240,18 @@ async def test_bulk_cancel_over_rest_reports_progress(tmp_path: Path) -> None:
         assert len((await client.get(f"/v1/events/{other}/runs")).json()["data"]) == 2
 
 
+async def test_forms_posted_from_another_site_are_refused(tmp_path: Path) -> None:
+    async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
+        data = {"name": "demo/pipeline", "data": "{}"}
+        evil = await client.post("/send", data=data, headers={"Origin": "http://evil.test"})
+        assert evil.status_code == 403
+        opaque = await client.post("/send", data=data, headers={"Origin": "null"})
+        assert opaque.status_code == 403
+        assert (await client.get("/v1/events")).json()["data"] == []
+        here = await client.post("/send", data=data, headers={"Origin": url})
+        assert here.status_code == 303
+
+
 async def test_production_mode_needs_a_login(tmp_path: Path) -> None:
     async with (
         serve([app], tmp_path / "d.db", signing_keys=[KEY], server_kind="cloud") as url,
@@ -248,7 +260,7 @@ async def test_production_mode_needs_a_login(tmp_path: Path) -> None:
         for path in ["/", "/events", "/functions", "/runs/x"]:
             response = await client.get(path)
             assert response.status_code == 303
-            assert response.headers["location"].startswith("/dashboard/login")
+            assert response.headers["location"].startswith("/dashboard/login?next=%2F")
         assert (await client.post("/send", data={"name": "a"})).status_code == 401
         assert (await client.post("/v1/cancellations", json={})).status_code == 401
         form = await client.get("/dashboard/login")

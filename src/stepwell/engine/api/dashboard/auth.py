@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -49,14 +50,30 @@ def logged_in(request: Request) -> bool:
     return any(hmac.compare_digest(cookie, session_token(k)) for k in keys)
 
 
+def same_origin(request: Request) -> bool:
+    """False for a form posted from another site (its ``Origin`` names another host).
+
+    Browsers send ``Origin`` with every cross-site POST; the dev-mode dashboard has no session
+    to protect it, so without this check any web page could post its forms to 127.0.0.1.
+    """
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
 def guarded(endpoint: Endpoint) -> Endpoint:
-    """Pages redirect to the login form without a session; fragments answer 401."""
+    """Pages redirect to the login form without a session; fragments answer 401; forms posted
+    from another site answer 403."""
 
     async def check(request: Request) -> Response:
+        if request.method == "POST" and not same_origin(request):
+            return Response("forms are accepted from this dashboard only", status_code=403)
         if logged_in(request):
             return await endpoint(request)
         if request.method == "GET" and "fragment" not in request.url.path:
-            return RedirectResponse(f"/dashboard/login?next={request.url.path}", status_code=303)
+            login = "/dashboard/login?" + urlencode({"next": request.url.path})
+            return RedirectResponse(login, status_code=303)
         return Response("log in first", status_code=401)
 
     check.__name__ = endpoint.__name__
