@@ -64,15 +64,38 @@ def bars(
             note += f", {m.attempts} attempts"
         rows.append(Bar(m.step_id, "failed" if failed else "step", start, m.created_at, note))
         last = max(last, m.created_at)
+    rows += _pending(run, memo, queue, waits, last, now)
+    return rows
+
+
+def _pending(
+    run: RunRecord,
+    memo: Sequence[MemoRecord],
+    queue: Sequence[QueueItem],
+    waits: Sequence[WaitRecord],
+    last: int,
+    now: int,
+) -> list[Bar]:
+    """Rows for work not done yet: the invocation (running, or a retry waiting for its time),
+    timers of sleeps and invokes, waits for events."""
+    rows: list[Bar] = []
     memoized = {m.step_key for m in memo}
     for item in queue:
-        if item.kind in ("sleep", "invoke_timeout", "wait_timeout"):
-            key = str(item.payload.get("step_key") or item.item_id.split(":", 2)[-1])
-            if key in memoized or item.kind == "wait_timeout":
-                continue
-            what = "sleeping" if item.kind == "sleep" else "invoked, waiting"
-            step_id = str(item.payload.get("step_id") or key)
-            rows.append(Bar(f"{step_id} ({what})", "pending", last, item.available_at, "until"))
+        if item.kind in ("start", "continue"):
+            if item.lease_owner is not None and (item.lease_expires_at or 0) > now:
+                rows.append(
+                    Bar(f"running (attempt {run.attempt + 1})", "pending", last, now, "running now")
+                )
+            elif item.available_at > now:
+                label = f"attempt {run.attempt + 1} (a retry)" if run.attempt else "due to start"
+                rows.append(Bar(label, "pending", last, item.available_at, "until"))
+            continue
+        key = str(item.payload.get("step_key") or item.item_id.split(":", 2)[-1])
+        if key in memoized or item.kind == "wait_timeout":
+            continue
+        what = "sleeping" if item.kind == "sleep" else "invoked, waiting"
+        step_id = str(item.payload.get("step_id") or key)
+        rows.append(Bar(f"{step_id} ({what})", "pending", last, item.available_at, "until"))
     for wait in waits:
         if wait.kind == "step" and wait.step_key not in memoized:
             label = f"{wait.step_id or wait.step_key} (waiting for {wait.event_name})"
@@ -91,7 +114,7 @@ def render(run: RunRecord, rows: Sequence[Bar], now: int) -> str:
     for r in rows:
         left = max(0.0, min(100.0, (r.start - t0) * 100 / span))
         right = max(left, min(100.0, (r.end - t0) * 100 / span))
-        note = f"until {fmt_time(r.end)}" if r.kind == "pending" else esc(r.note)
+        note = f"until {fmt_time(r.end)}" if r.note == "until" else esc(r.note)
         described = f"{r.label}: {r.kind}, from {r.start - t0} ms to {r.end - t0} ms"
         lines.append(
             f'<div class="tl-row" role="listitem" data-step="{esc(r.label)}">'
