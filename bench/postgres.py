@@ -365,6 +365,7 @@ async def hand_off() -> tuple[float, float]:
 
 
 async def main(full: bool) -> None:
+    load_before = os.getloadavg()[0]
     w2_runs = 1000 if full else 300
     results: dict[int, dict[str, Any]] = {}
     for nodes in NODE_COUNTS:
@@ -375,7 +376,12 @@ async def main(full: bool) -> None:
     direct, handed = await hand_off()
 
     print(f"stepwell on PostgreSQL ({parse_url(URL)}), each node a process, concurrency 64")
-    header = "".join(f"{f'{n} node' + 's' * (n > 1):>14}" for n in NODE_COUNTS)
+    # Every node and the server share this machine's cores: a busy machine halves the figures.
+    print(
+        f"  {os.cpu_count()} cores; load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after"
+    )
+    header = "".join(f"{f'{n} node' + 's' * (n > 1):>16}" for n in NODE_COUNTS)
     print(f"  {'':<44}{header}")
     rows = [
         (f"W1 ms/step (median of {W1_RUNS}, 10 steps)", "w1", "{:.3f}"),
@@ -385,10 +391,10 @@ async def main(full: bool) -> None:
         ("W2 node CPU ms per step (all nodes)", "cpu_ms_per_step", "{:.2f}"),
     ]
     for label, key, fmt in rows:
-        cells = "".join(f"{fmt.format(results[n][key]):>14}" for n in NODE_COUNTS)
+        cells = "".join(f"{fmt.format(results[n][key]):>16}" for n in NODE_COUNTS)
         print(f"  {label:<44}{cells}")
     shares = ["/".join(str(e) for e in results[n]["ended_per_node"]) for n in NODE_COUNTS]
-    print(f"  {'W2 runs ended per node':<44}{''.join(f'{s:>14}' for s in shares)}")
+    print(f"  {'W2 runs ended per node':<44}{''.join(f'{s:>16}' for s in shares)}")
     for n in NODE_COUNTS[1:]:
         others = results[n]["w1_spent"][1:]
         transactions = statistics.mean(o.transactions for o in others) / W1_RUNS
