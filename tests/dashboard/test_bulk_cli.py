@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from stepwell.cli.main import main
 from tests.dashboard.dashboard_app import app
-from tests.support import serve
+from tests.support import engine_server, serve
 
 
 async def _cli(*args: str) -> tuple[int, str]:
@@ -60,3 +60,13 @@ async def test_runs_cancel_and_replay_act_on_every_run_matching_the_filter(tmp_p
         assert code == 0 and "4 run(s) replayed" in out, out
         statuses = await _statuses(client, "dash-sleeper")
         assert statuses.count("Cancelled") == 4 and len(statuses) == 8
+
+
+async def test_bulk_commands_take_the_signing_key_in_production_mode(tmp_path: Path) -> None:
+    key = "signkey-prod-" + "ab" * 32
+    async with engine_server(tmp_path / "p.db", signing_key=key, event_keys=["ek"]) as served:
+        args = ["runs", "cancel", "--function", "x-y", "--url", served.url]
+        code, out = await _cli(*args)
+        assert code == 1 and "401" in out
+        code, out = await _cli(*args, "--token", key)
+        assert code == 0 and "0 run(s) cancelled" in out, out

@@ -379,6 +379,12 @@ def _selection_options(command: Callable[..., None]) -> Callable[..., None]:
             ),
             click.option("--if", "if_exp", default=None, help="CEL over the trigger `event`."),
             click.option("--url", default=None, envvar="STEPWELL_URL"),
+            click.option(
+                "--token",
+                default=None,
+                envvar="STEPWELL_SIGNING_KEY",
+                help="The server's signing key (production mode).",
+            ),
         ]
     ):
         command = option(command)
@@ -388,25 +394,27 @@ def _selection_options(command: Callable[..., None]) -> Callable[..., None]:
 @runs.command("cancel")
 @click.argument("run_id", required=False)
 @_selection_options
-def runs_cancel(run_id: str | None, url: str | None, **selection: str | None) -> None:
+def runs_cancel(
+    run_id: str | None, url: str | None, token: str | None, **selection: str | None
+) -> None:
     """Cancel a run, or every run matching the filter (with --function, --app, ...)."""
     if run_id is not None:
         if any(selection.values()):
             raise click.UsageError("give a RUN_ID or a filter, not both")
-        run = _call(lambda: Client(url).cancel(run_id))
+        run = _call(lambda: Client(url, token=token).cancel(run_id))
         click.echo(f"{run['run_id']} {run['status']}")
         return
-    _bulk("cancel", url, selection)
+    _bulk("cancel", Client(url, token=token), selection)
 
 
 @runs.command("replay")
 @_selection_options
-def runs_replay(url: str | None, **selection: str | None) -> None:
+def runs_replay(url: str | None, token: str | None, **selection: str | None) -> None:
     """Start a new run (same events) for every run matching the filter."""
-    _bulk("replay", url, selection)
+    _bulk("replay", Client(url, token=token), selection)
 
 
-def _bulk(kind: str, url: str | None, selection: dict[str, str | None]) -> None:
+def _bulk(kind: str, client: Client, selection: dict[str, str | None]) -> None:
     import time
 
     if not (selection.get("function_id") or selection.get("app_id")):
@@ -419,7 +427,6 @@ def _bulk(kind: str, url: str | None, selection: dict[str, str | None]) -> None:
         "started_after": _instant(selection.get("since"), "--since"),
         "started_before": _instant(selection.get("until"), "--until"),
     }
-    client = Client(url)
     job = _call(lambda: client.start_bulk(kind, {k: v for k, v in body.items() if v is not None}))
     job_id = job["id"]
     while job["total"] is None and job["state"] not in ("done", "failed"):
