@@ -4,13 +4,17 @@ everything a remaining run needs stays. ``stepwell prune`` drives it."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from stepwell.cli.main import main
 from stepwell.store.base import PruneCount, Store, Tx
 from stepwell.store.records import EventRecord, RunFilter, RunRecord
+from tests.support import free_port
 
 CUTOFF = 10_000
 
@@ -143,3 +147,30 @@ async def test_stepwell_prune_deletes_what_the_cutoff_allows_and_dry_run_deletes
     assert output.startswith("deleted 0 runs") and "0 events" in output
     runs = await store.read(lambda tx: tx.list_runs(RunFilter(limit=10)))
     assert [r.run_id for r in runs] == ["r2"]
+
+
+async def test_stepwell_start_with_retention_prunes_old_runs_at_start(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    old = int(time.time() * 1000) - 40 * 86_400_000
+    await store.run(
+        lambda tx: (tx.insert_event(event("e0", old)), add_run(tx, "r0", ("e0",), old, old))
+    )
+    command = [
+        sys.executable,
+        *("-m", "stepwell.cli.main", "start", "--database", store_url),
+        *("--signing-key", "signkey-test-" + "ab" * 32, "--event-key", "k"),
+        *("--port", str(free_port()), "--retention", "30d"),
+    ]
+    with (tmp_path / "node.log").open("wb") as log:
+        node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while await store.read(lambda tx: tx.get_run("r0")) is not None:
+            assert node.poll() is None, (tmp_path / "node.log").read_text()
+            assert time.monotonic() < deadline, "the old run was not pruned"
+            await asyncio.sleep(0.1)
+    finally:
+        node.terminate()
+        node.wait(timeout=20)
+    assert "retention: deleted 1 runs" in (tmp_path / "node.log").read_text()

@@ -151,6 +151,12 @@ def dev(
     help="Seconds a node holds work without renewing its lease; work of a node that died "
     "moves to another node after this.",
 )
+@click.option(
+    "--retention",
+    default=None,
+    envvar="STEPWELL_RETENTION",
+    help="Prune runs that ended longer ago than this (e.g. 30d), hourly; default: keep all.",
+)
 def start(
     app_refs: tuple[str, ...],
     host: str,
@@ -163,6 +169,7 @@ def start(
     poll_interval: float,
     retry_interval: float | None,
     lease_timeout: float,
+    retention: str | None,
 ) -> None:
     """Run in production mode: signed requests, event keys, authenticated API."""
     from stepwell.cli.server import ServerOptions
@@ -181,6 +188,7 @@ def start(
     try:
         for key in filter(None, (signing_key, signing_key_fallback)):
             validate_signing_key(key)
+        retention_s = _retention_s(retention)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     _serve(
@@ -197,9 +205,18 @@ def start(
             poll_s=poll_interval,
             retry_interval_s=retry_interval,
             lease_s=lease_timeout,
+            retention_s=retention_s,
             app_refs=app_refs,
         )
     )
+
+
+def _retention_s(retention: str | None) -> float | None:
+    from stepwell.protocol.durations import parse_duration
+
+    if retention is None:
+        return None
+    return parse_duration(retention, field="--retention") / 1000
 
 
 def _serve(options: object) -> None:

@@ -14,6 +14,7 @@ from stepwell.cli.loader import load_apps
 from stepwell.embedded import Embedded
 from stepwell.engine.api import build_app
 from stepwell.engine.drivers.http import HttpDriver
+from stepwell.engine.engine import Engine
 from stepwell.engine.sync import Syncer
 
 log = logging.getLogger("stepwell.server")
@@ -37,6 +38,8 @@ class ServerOptions:
         retry_interval_s: a fixed delay between attempts instead of the exponential schedule.
         lease_s: seconds a claimed item stays leased without renewal: how soon another node
             takes over the work of a node that died.
+        retention_s: prune runs that ended longer ago than this many seconds, hourly (and at
+            start); None keeps everything.
     """
 
     host: str = "127.0.0.1"
@@ -51,6 +54,7 @@ class ServerOptions:
     poll_s: float = 5.0
     retry_interval_s: float | None = None
     lease_s: float = 30.0
+    retention_s: float | None = None
     app_refs: tuple[str, ...] = field(default=())
 
 
@@ -109,12 +113,14 @@ async def run_server(options: ServerOptions) -> None:
         if not options.production:
             log.warning("dev mode: no signing or event keys; any event key is accepted")
         poller = asyncio.create_task(_sync_loop(syncer, options))
+        pruner = asyncio.create_task(_prune_loop(engine, options.retention_s))
         try:
             await server.serve()
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, pruner):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         log.info("stopping: in-flight steps finish, everything else resumes on the next start")
 
 
@@ -142,3 +148,30 @@ async def _sync_loop(syncer: Syncer, options: ServerOptions) -> None:
         if options.poll_s <= 0:
             return
         await asyncio.sleep(options.poll_s)
+
+
+PRUNE_EVERY_S = 3600.0
+
+
+async def _prune_loop(engine: Engine, retention_s: float | None) -> None:
+    """Prune ended runs older than ``retention_s`` at start and then hourly. Every node may do
+    it: batches are short transactions, and two nodes pruning at once delete each row once."""
+    if retention_s is None:
+        return
+    from stepwell.store.retention import prune
+
+    while True:
+        cutoff = engine.clock.now_ms() - int(retention_s * 1000)
+        try:
+            count = await prune(engine.store, cutoff)
+            if count.runs or count.events:
+                log.info(
+                    "retention: deleted %d runs older than %s s, %d step results, %d events",
+                    count.runs,
+                    retention_s,
+                    count.memo,
+                    count.events,
+                )
+        except Exception:
+            log.exception("retention: pruning failed; trying again in an hour")
+        await asyncio.sleep(PRUNE_EVERY_S)
