@@ -347,7 +347,9 @@ class Chaos:
                     self.counts.node_kills += 1
                 if rounds == self.app_kill_at:
                     self._kill_app()
-                if rounds == self.terminate_at and self.terminate is not None:
+                # once, from that round on: until it has found connections to terminate
+                due = rounds >= self.terminate_at and not self.counts.connections_terminated
+                if due and self.terminate is not None:
                     self.counts.connections_terminated += self.terminate()
                 if self._stop.wait(random.uniform(0.2, 1.0)):
                     return
@@ -373,7 +375,7 @@ def wait_until_settled(query: Query, expected_runs: int, timeout_s: float = 180)
     state: tuple[Any, ...] = ()
     while time.monotonic() < deadline:
         [[runs, open_runs]] = query(
-            "SELECT SUM(CASE WHEN function_id = 'crash-tick' THEN 0 ELSE 1 END), "
+            "SELECT COALESCE(SUM(CASE WHEN function_id = 'crash-tick' THEN 0 ELSE 1 END), 0), "
             "COALESCE(SUM(CASE WHEN status IN ('Completed', 'Failed', 'Cancelled') "
             "THEN 0 ELSE 1 END), 0) FROM runs"
         )
