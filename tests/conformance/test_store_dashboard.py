@@ -103,3 +103,15 @@ async def test_runs_are_counted_per_function_minute_and_outcome(store: Store) ->
     assert [r for r in first_minute if r[2] == "started"] == [
         ("shop-process", 10 * minute, "started", 2)
     ]
+
+
+async def test_runs_are_counted_by_status_in_one_pass(store: Store) -> None:
+    assert await store.read(lambda tx: tx.count_runs_by_status()) == {}
+
+    def seed(tx: Any) -> None:
+        for i, status in enumerate(["Queued", "Running", "Running", "Completed"]):
+            tx.insert_run(_run(f"r{i}", "e", i, status=status))
+
+    await store.run(seed)
+    counts = await store.read(lambda tx: tx.count_runs_by_status())
+    assert counts == {"Queued": 1, "Running": 2, "Completed": 1}

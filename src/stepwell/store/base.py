@@ -385,6 +385,10 @@ class Tx(Protocol):
         """
         ...
 
+    def count_runs_by_status(self) -> dict[str, int]:
+        """How many runs have each status (statuses without runs are left out); one pass."""
+        ...
+
     # -- retention ------------------------------------------------------------------------------
 
     def prune_ended_runs(self, ended_before: int, limit: int, dry_run: bool = False) -> PruneCount:

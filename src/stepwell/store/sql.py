@@ -745,6 +745,10 @@ class SqlTx:
         )
         return [(str(f), int(m), str(k), int(c)) for f, m, k, c in rows]
 
+    def count_runs_by_status(self) -> dict[str, int]:
+        rows = self._all("SELECT status, COUNT(*) FROM runs GROUP BY status")
+        return {str(status): int(n) for status, n in rows}
+
     # -- retention ------------------------------------------------------------------------------
 
     def prune_ended_runs(self, ended_before: int, limit: int, dry_run: bool = False) -> PruneCount:

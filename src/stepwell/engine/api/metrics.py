@@ -194,12 +194,12 @@ async def metrics_endpoint(request: Request) -> Response:
     metrics = instrument(engine)
     now = engine.clock.now_ms()
 
-    def snapshot(tx: Tx) -> tuple[list[int], int, int | None]:
-        return [tx.count_runs(s) for s in STATUSES], tx.queue_depth(), tx.next_available_at()
+    def snapshot(tx: Tx) -> tuple[dict[str, int], int, int | None]:
+        return tx.count_runs_by_status(), tx.queue_depth(), tx.next_available_at()
 
     counts, depth, oldest = await engine.store.read(snapshot)
-    for status, n in zip(STATUSES, counts, strict=True):
-        metrics.runs.labels(status).set(n)
+    for status in STATUSES:
+        metrics.runs.labels(status).set(counts.get(status, 0))
     metrics.queue_depth.set(depth)
     metrics.queue_lag.set(max(0, now - oldest) / 1000 if oldest is not None else 0)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
