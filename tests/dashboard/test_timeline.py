@@ -94,3 +94,11 @@ def test_an_invocation_in_flight_is_drawn_up_to_now() -> None:
     assert rows[-1] == Bar("running (attempt 1)", "pending", 1_100, 3_000, "running now")
     assert bars(_run(started_at=None, status="Queued"), [], [], [], now=3_000) == []
     assert "has not started" in render(_run(), [], now=3_000)
+
+
+def test_a_run_timeout_is_drawn_until_it_cancels_the_run() -> None:
+    queue = [QueueItem("finish_timeout:r1", "finish_timeout", "r1", "shop-process", 7_000)]
+    rows = bars(_run(), [], queue, [], now=2_000)
+    assert rows[-1] == Bar(
+        "timeout: cancelled if it does not finish by then", "pending", 1_100, 7_000, "until"
+    )

@@ -45,8 +45,12 @@ BulkKind = Literal["cancel", "replay"]
 # -- one run -------------------------------------------------------------------------------------
 
 
-def _start(tx: Tx, spec: FunctionSpec, events: list[EventRecord], now: int) -> RunRecord:
-    run = start_run(tx, spec, events, now)
+def _start(
+    engine: Engine, tx: Tx, spec: FunctionSpec, events: list[EventRecord], now: int
+) -> RunRecord:
+    # The function's flow control applies as to any new run (concurrency keys, priority,
+    # singleton); rate limits and idempotency gate events, and a rerun sends none.
+    run = start_run(tx, spec, events, now, cancel=engine.transitions.cancel)
     if run is None:
         raise ConfigError(
             f"function {spec.function_id!r} skipped the new run: its singleton run is active"
@@ -114,7 +118,7 @@ async def rerun_from_step(
         events = tx.get_events(list(original.event_ids))
         if not events:
             raise NotFound(f"the trigger events of run {run_id!r} are gone")
-        run = _start(tx, spec, events, now)
+        run = _start(engine, tx, spec, events, now)
         for m in seeded:
             value = {"data": edits[m.step_key]} if m.step_key in edits else m.value
             tx.put_memo(run.run_id, m.step_key, m.step_id, m.kind, value, now, now, m.attempts)
@@ -152,7 +156,7 @@ async def invoke(
     def unit(tx: Tx) -> RunRecord:
         event = EventRecord(new_id(), INVOKED, payload, now, now, dict(user or {}), source="invoke")
         tx.insert_event(event)
-        return _start(tx, spec, [event], now)
+        return _start(engine, tx, spec, [event], now)
 
     run = await engine.store.run(unit)
     engine.wake()

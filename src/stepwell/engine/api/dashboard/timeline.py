@@ -90,8 +90,15 @@ def _pending(
                 label = f"attempt {run.attempt + 1} (a retry)" if run.attempt else "due to start"
                 rows.append(Bar(label, "pending", last, item.available_at, "until"))
             continue
+        if item.kind in ("start_timeout", "finish_timeout"):
+            what = "start" if item.kind == "start_timeout" else "finish"
+            label = f"timeout: cancelled if it does not {what} by then"
+            rows.append(Bar(label, "pending", last, item.available_at, "until"))
+            continue
+        if item.kind not in ("sleep", "invoke_timeout"):
+            continue  # a wait's timeout is drawn with its wait below
         key = str(item.payload.get("step_key") or item.item_id.split(":", 2)[-1])
-        if key in memoized or item.kind == "wait_timeout":
+        if key in memoized:
             continue
         what = "sleeping" if item.kind == "sleep" else "invoked, waiting"
         step_id = str(item.payload.get("step_id") or key)
