@@ -14,8 +14,9 @@ $(BIN)/stepwell: pyproject.toml
 setup: $(BIN)/stepwell /usr/bin/chromium
 
 # The dashboard's browser tests drive Debian's Chromium (Playwright never downloads a browser).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 /usr/bin/chromium:
-	-apt-get install -y chromium || sudo apt-get install -y chromium
+	-$(SUDO) apt-get install -y chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
 dev: setup
 	$(BIN)/stepwell dev examples/shop.py examples/onboarding.py examples/reports.py
