@@ -7,6 +7,7 @@ report can be made again from that file alone (``python -m bench --report-only``
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,19 +299,22 @@ def markdown(results: dict[str, Any], chart_path: str) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in results["versions"].items())
     lines = [
         BEGIN,
-        f"One run of `{results['command']}` ({results['seconds']:.0f} s, {results['started_at']}). "
-        f"Machine: {machine['cpus']} cores, {machine['platform']}, Python {machine['python']}, "
-        f"SQLite {machine['sqlite']}. Versions: {versions}.",
+        _wrap(
+            f"One run of `{results['command']}` ({results['seconds']:.0f} s, "
+            f"{results['started_at']}). Machine: {machine['cpus']} cores, {machine['platform']}, "
+            f"Python {machine['python']}, SQLite {machine['sqlite']}. Versions: {versions}."
+        ),
         "",
         "### stepwell beside its peers",
         "",
         markdown_table(peer_rows(results)),
         "",
-        "Ratios: for times (ms, MB), stepwell's figure over the lowest peer's (below 1 is better); "
-        "for rates (/s), stepwell's over the highest peer's (above 1 is better). `n` is the "
-        "number of samples (runs, events, children) behind each figure. Rows without peers are "
-        "workloads that need a feature (an event API, sleeping or waiting runs) the peers do not "
-        "share in the same form.",
+        _wrap(
+            "Ratios: for times (ms, MB), stepwell's figure over the lowest peer's (below 1 is "
+            "better); for rates (/s), stepwell's over the highest peer's (above 1 is better). `n` "
+            "is the number of samples (runs, events, children) behind each figure. W5–W7 run on "
+            "stepwell only (see the workloads below)."
+        ),
         "",
         f"![W1–W4 per system, W1 per stepwell mode, W7 ingest]({chart_path})",
         "",
@@ -321,17 +325,23 @@ def markdown(results: dict[str, Any], chart_path: str) -> str:
         "### Durability and settings, as measured",
         "",
     ]
-    lines += [
-        f"- **{name}**: {part['settings']}"
-        for name, part in results["parts"].items()
-        if "settings" in part
-    ]
+    settings: dict[str, list[str]] = {}
+    for name, part in results["parts"].items():
+        if "settings" in part:
+            settings.setdefault(part["settings"], []).append(PART_NAMES.get(name, name))
+    lines += [_wrap(f"- **{', '.join(names)}**: {text}", "  ") for text, names in settings.items()]
     missing = unavailable(results)
     if missing:
         lines += ["", "### Could not run here", ""]
-        lines += [f"- {line}" for line in missing]
+        lines += [_wrap(f"- {line}", "  ") for line in missing]
     lines.append(END)
     return "\n".join(lines)
+
+
+def _wrap(text: str, indent: str = "") -> str:
+    return textwrap.fill(
+        text, 100, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False
+    )
 
 
 def write_docs(results: dict[str, Any], doc: Path, chart_path: str) -> None:
