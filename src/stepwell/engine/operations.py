@@ -120,8 +120,9 @@ async def rerun_from_step(
             raise NotFound(f"the trigger events of run {run_id!r} are gone")
         run = _start(engine, tx, spec, events, now)
         for m in seeded:
+            # no start time: these steps did not run in this run (nor count as step durations)
             value = {"data": edits[m.step_key]} if m.step_key in edits else m.value
-            tx.put_memo(run.run_id, m.step_key, m.step_id, m.kind, value, now, now, m.attempts)
+            tx.put_memo(run.run_id, m.step_key, m.step_id, m.kind, value, now, None, m.attempts)
         return run
 
     run = await engine.store.run(unit)
