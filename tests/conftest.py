@@ -7,11 +7,17 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import stepwell
 from stepwell.testing import Harness
 
 HarnessFactory = Callable[..., AbstractAsyncContextManager[Harness]]
+
+# Property tests check answers, not speed: on a busy machine one example may take longer than
+# hypothesis's default 200 ms deadline without anything being wrong.
+settings.register_profile("stepwell", deadline=None)
+settings.load_profile("stepwell")
 
 
 @pytest.fixture
