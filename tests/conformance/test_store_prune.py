@@ -174,3 +174,21 @@ async def test_stepwell_start_with_retention_prunes_old_runs_at_start(
         node.terminate()
         node.wait(timeout=20)
     assert "retention: deleted 1 runs" in (tmp_path / "node.log").read_text()
+
+
+async def test_prune_keeps_events_a_debounce_holds_and_drops_skips_of_pruned_events(
+    store: Store,
+) -> None:
+    from stepwell.store.records import DebounceRecord
+
+    def setup(tx: Tx) -> None:
+        tx.insert_event(event("held", 100))
+        tx.insert_event(event("skipped", 100))
+        tx.put_debounce(DebounceRecord("d:shop-digest:", "shop-digest", "r1", "held", 100, 900))
+        tx.insert_skip("skipped", "shop-process", "rate limited", 100)
+
+    await store.run(setup)
+    await store.run(lambda tx: tx.prune_ended_runs(CUTOFF, 100))
+    assert await store.read(lambda tx: tx.get_event("held")) is not None
+    assert await store.read(lambda tx: tx.get_event("skipped")) is None
+    assert await store.read(lambda tx: tx.skips_for_event("skipped")) == []

@@ -755,7 +755,12 @@ class SqlTx:
         # created_at <= ended_at, so the created_at bound lets each status's range of
         # runs_by_status serve the search.
         ended = f"status IN {_FINAL} AND created_at < ? AND ended_at < ?"
-        orphan = "NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = events.event_id"
+        # An event no run references may still be held by a pending debounce (batches live
+        # 60 s at most, shorter than any retention).
+        orphan = (
+            "NOT EXISTS (SELECT 1 FROM debounces d WHERE d.event_id = events.event_id) "
+            "AND NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = events.event_id"
+        )
         if dry_run:
             prunable = f"SELECT run_id FROM runs WHERE {ended}"
             bounds = (ended_before, ended_before)
@@ -791,6 +796,12 @@ class SqlTx:
             "DELETE FROM events WHERE event_id IN (SELECT event_id FROM events "
             f"WHERE received_at < ? AND {orphan}) ORDER BY event_id LIMIT ?)",
             (ended_before, limit),
+        )
+        # Why events started no run goes with the events.
+        self._x(
+            "DELETE FROM skips WHERE created_at < ? AND NOT EXISTS "
+            "(SELECT 1 FROM events e WHERE e.event_id = skips.event_id)",
+            (ended_before,),
         )
         return PruneCount(runs=runs, memo=memo, run_events=run_events, events=events)
 
