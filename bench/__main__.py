@@ -1,7 +1,7 @@
 """Every workload on stepwell and on each peer, in one run.
 
     pip install -e '.[bench]'
-    python -m bench --quick                 # about 7 minutes; what `make bench` runs
+    python -m bench --quick                 # under 10 minutes; what `make bench` runs
     python -m bench --full                  # the sizes of issue #5 (W5 alone takes ~20 minutes)
     python -m bench --quick --only embedded,celery   # some parts only; docs are left alone
     python -m bench --report-only           # tables, chart and docs again from bench/results.json
