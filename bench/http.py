@@ -40,6 +40,8 @@ from stepwell.store.records import RunRecord
 
 RUNS = 20
 STEPS = 10
+RUN_TIMEOUT_S = 60.0
+"""A run not ended this long after its event fails the mode (reported as not run)."""
 
 
 async def _value(i: int) -> int:
@@ -121,7 +123,7 @@ async def _measure(engine: Engine, send: Callable[[], Any]) -> float:
         start = time.perf_counter()
         [event_id] = await send()
         fut = done.setdefault(event_id, asyncio.get_running_loop().create_future())
-        await fut
+        await asyncio.wait_for(fut, RUN_TIMEOUT_S)
         if n >= 3:  # warm-up
             samples.append((time.perf_counter() - start) * 1000 / STEPS)
     engine.run_listeners.remove(ended)

@@ -32,7 +32,7 @@ from bench.sizes import Sizes
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ("celery", "dbos", "restate")
 PARTS = ("embedded", "w5", "w6", "w7", "postgres", "http", *PEERS)
-PEER_TIMEOUT_S = 600.0
+PEER_TIMEOUT_S = 300.0
 
 
 def run_parts(parts: tuple[str, ...], mode: str, sizes: Sizes) -> dict[str, dict[str, Any]]:
@@ -69,7 +69,7 @@ def _w5(mode: str, sizes: Sizes) -> dict[str, Any]:
 
 def _w7(mode: str, sizes: Sizes) -> dict[str, Any]:
     args = ["w7", "--waits", str(sizes.w7_waits), "--matches", str(sizes.w7_matches)]
-    return _in_process("bench.capacity", args, 1800)
+    return _in_process("bench.capacity", args, 120 + sizes.w7_waits / 100 + sizes.w7_matches / 20)
 
 
 def _w6(mode: str, sizes: Sizes) -> dict[str, Any]:
