@@ -5,8 +5,8 @@ once with its output, every step result recorded once and consistent with what t
 returned, every event stored once, every cron tick fired once.
 
 Sizes: ``STEPWELL_CRASH_ORDERS`` orders (each with a shipment, two fanned-out items and an
-invoked quote) and three times as many works: 200 by default, 1,000 events sent by the driver
-and 400 by steps, 1,400 runs (plus their system events: about 3,000 events in all).
+invoked quote) and three times as many works: 150 by default, 750 events sent by the driver
+and 300 by steps, 1,050 runs (with their system events, about 2,250 events in all).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.crash.harness import Chaos, Cluster, drive, running, wait_until_settl
 
 pytestmark = [pytest.mark.crash, pytest.mark.postgres, pytest.mark.slow]
 
-ORDERS = int(os.environ.get("STEPWELL_CRASH_ORDERS", "200"))
+ORDERS = int(os.environ.get("STEPWELL_CRASH_ORDERS", "150"))
 
 
 def test_three_nodes_lose_nothing_through_sigkills_an_app_kill_and_dropped_connections(
