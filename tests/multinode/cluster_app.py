@@ -68,8 +68,10 @@ async def hold(ctx: stepwell.Context) -> int:
 
 
 async def _hold(run_id: str) -> str:
-    record(run_id, "hold", None)  # on entry: the step is still running for 6 s
-    await asyncio.sleep(6)
+    # On entry: the step is still running for 8 s, so it outlasts a 5 s grace even when the
+    # runs entered it up to 3 s apart (a busy machine).
+    record(run_id, "hold", None)
+    await asyncio.sleep(8)
     return "held"
 
 

@@ -225,7 +225,9 @@ def test_a_killed_nodes_runs_are_taken_over_once_its_lease_expires(
     tmp_path: Path, pg_url: str
 ) -> None:
     count = 30
-    with cluster(tmp_path, pg_url, lease_s=2) as nodes, closing(pg_connect(pg_url)) as db:
+    # Leases of 3 s: short for the test, long enough that a busy machine delaying the
+    # victim's renewals does not hand its runs over before it is killed.
+    with cluster(tmp_path, pg_url, lease_s=3) as nodes, closing(pg_connect(pg_url)) as db:
         victim = nodes[0]
         sent = {victim.send("cluster/long", {"n": n}): n for n in range(count)}
         eventually(
