@@ -230,7 +230,7 @@ def drive(
     orders: int,
     works: int,
     batch: int = 25,
-    timeout_s: float = 120,
+    timeout_s: float = 240,
 ) -> Sent:
     """Send ``orders`` orders and ``works`` works, then each order's shipment once its wait is
     committed (an event only resumes waits that exist when it arrives); returns what was sent.
@@ -368,7 +368,7 @@ class Chaos:
         app.wait_ready("/api/stepwell")
 
 
-def wait_until_settled(query: Query, expected_runs: int, timeout_s: float = 180) -> None:
+def wait_until_settled(query: Query, expected_runs: int, timeout_s: float = 240) -> None:
     """Until at least ``expected_runs`` runs (cron runs aside) exist, all ended, and no queue
     item is left."""
     deadline = time.monotonic() + timeout_s
