@@ -115,3 +115,16 @@ async def test_a_batch_that_cannot_commit_fails_every_unit_then_recovers(tmp_pat
         assert await store.read(lambda tx: tx.last_cron_tick("f")) == 1
     finally:
         await store.close()
+
+
+async def test_keyed_wait_paths_seek_the_index_instead_of_walking_the_waits(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    await (await opened(db)).close()
+    with sqlite3.connect(db) as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT match_path FROM waits WHERE event_name = 'e' "
+            "AND match_path > '' ORDER BY match_path LIMIT 1"
+        ).fetchall()
+    detail = " ".join(row[-1] for row in plan)
+    assert "waits_by_match (event_name=? AND match_path>?)" in detail
+    assert "TEMP B-TREE" not in detail

@@ -628,12 +628,20 @@ class SqlTx:
         )
 
     def keyed_wait_paths(self, event_name: str) -> list[str]:
-        rows = self._all(
-            "SELECT DISTINCT match_path FROM waits WHERE event_name = ? "
-            "AND match_path IS NOT NULL ORDER BY match_path",
-            (event_name,),
-        )
-        return [r[0] for r in rows]
+        # A skip scan by hand: one index seek per distinct path (there are a handful), where
+        # SELECT DISTINCT would walk every keyed wait on the event name.
+        paths: list[str] = []
+        after = ""
+        while True:
+            row = self._one(
+                "SELECT match_path FROM waits WHERE event_name = ? AND match_path > ? "
+                "ORDER BY match_path LIMIT 1",
+                (event_name, after),
+            )
+            if row is None:
+                return paths
+            after = row[0]
+            paths.append(after)
 
     def find_keyed_waits(
         self, event_name: str, match_path: str, match_value: str
