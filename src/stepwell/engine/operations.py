@@ -353,14 +353,12 @@ class BulkOperations:
 
     async def _run(self, job: BulkJob) -> None:
         try:
-            runs = await select_runs(self.engine, job.selection)
-            if job.kind == "cancel":
-                runs = [r for r in runs if r.status not in FINAL_STATUSES]
-            job.total = len(runs)
+            run_ids = await self._select(job)
+            job.total = len(run_ids)
             job.state = "running"
-            for start in range(0, len(runs), GROUP):
-                group = runs[start : start + GROUP]
-                await asyncio.gather(*(self._one(job, r) for r in group))
+            for start in range(0, len(run_ids), GROUP):
+                group = run_ids[start : start + GROUP]
+                await asyncio.gather(*(self._one(job, run_id) for run_id in group))
             job.state = "done"
         except Exception as exc:
             log.exception("bulk %s %s failed", job.kind, job.job_id)
@@ -369,19 +367,30 @@ class BulkOperations:
         finally:
             job.ended_at = self.engine.clock.now_ms()
 
-    async def _one(self, job: BulkJob, run: RunRecord) -> None:
+    async def _select(self, job: BulkJob) -> list[str]:
+        """The ids of the runs to act on, read a page at a time (only ids are kept, so a large
+        selection costs little memory); a cancel leaves out runs that have ended."""
+        run_ids: list[str] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = await scan_runs(self.engine, job.selection, cursor=cursor, want=PAGE)
+            run_ids += [
+                r.run_id for r in page if job.kind != "cancel" or r.status not in FINAL_STATUSES
+            ]
+            if cursor is None or len(page) < PAGE:
+                return run_ids
+
+    async def _one(self, job: BulkJob, run_id: str) -> None:
         try:
             if job.kind == "cancel":
-                done = await self.engine.cancel(
-                    run.run_id, f"cancelled by bulk cancel {job.job_id}"
-                )
+                done = await self.engine.cancel(run_id, f"cancelled by bulk cancel {job.job_id}")
             else:
-                await rerun(self.engine, run.run_id)
+                await rerun(self.engine, run_id)
                 done = True
         except Exception as exc:
             done = False
             if len(job.errors) < 10:
-                job.errors.append(f"run {run.run_id}: {exc}")
+                job.errors.append(f"run {run_id}: {exc}")
         job.processed += 1
         if done:
             job.changed += 1
