@@ -37,9 +37,7 @@ async def test_an_app_synced_on_one_node_runs_events_sent_to_another(pg: Backend
     web = fastapi.FastAPI()
     serve.fastapi(web, app, mode="dev", api_base_url="http://127.0.0.1:9", event_key="x")
     port = free_port()
-    nodes = [
-        Engine(pg.make(), http=HttpDriver(SystemClock()), node_id=name) for name in ("A", "B")
-    ]
+    nodes = [Engine(pg.make(), http=HttpDriver(SystemClock()), node_id=name) for name in ("A", "B")]
     async with uvicorn_app(web, port):
         for node in nodes:
             await node.start()

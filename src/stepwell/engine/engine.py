@@ -20,7 +20,7 @@ import orjson
 
 from stepwell.clock import Clock, SystemClock
 from stepwell.engine import flow, wakeups
-from stepwell.engine.checkpoint import RunCheckpointer
+from stepwell.engine.checkpoint import RunCheckpointer, StepRecordedElsewhere
 from stepwell.engine.cron import CronSpec
 from stepwell.engine.drivers.base import Driver, FunctionUnavailable
 from stepwell.engine.drivers.inprocess import InProcessDriver
@@ -465,6 +465,11 @@ class Engine:
                 self._wake.set()
         except asyncio.CancelledError:
             raise
+        except StepRecordedElsewhere as exc:
+            # Expected after a takeover: nothing of this invocation was committed; replay now.
+            log.warning("%s", exc)
+            now = self.clock.now_ms()
+            await self.store.run(lambda tx: tx.release(item.item_id, owner, now))
         except Exception:
             log.exception("processing %s failed; it will be retried", item.item_id)
             retry_at = self.clock.now_ms() + ENGINE_ERROR_DELAY_MS

@@ -807,9 +807,10 @@ class SqlTx:
         )
         # Why events started no run goes with the events.
         self._x(
-            "DELETE FROM skips WHERE created_at < ? AND NOT EXISTS "
-            "(SELECT 1 FROM events e WHERE e.event_id = skips.event_id)",
-            (ended_before,),
+            "DELETE FROM skips WHERE event_id IN (SELECT event_id FROM skips WHERE created_at < ? "
+            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = skips.event_id) "
+            "ORDER BY created_at LIMIT ?)",
+            (ended_before, limit),
         )
         return PruneCount(runs=runs, memo=memo, run_events=run_events, events=events)
 

@@ -62,3 +62,5 @@ CREATE TABLE skips (
     created_at   BIGINT NOT NULL,
     PRIMARY KEY (event_id, function_id)
 );
+-- retention deletes skip records by age
+CREATE INDEX skips_by_created ON skips (created_at);

@@ -65,3 +65,5 @@ CREATE TABLE skips (
     created_at   INTEGER NOT NULL,
     PRIMARY KEY (event_id, function_id)
 ) WITHOUT ROWID;
+-- retention deletes skip records by age
+CREATE INDEX skips_by_created ON skips (created_at);
