@@ -203,6 +203,22 @@ async def test_an_event_page_says_why_a_function_started_no_run(tmp_path: Path) 
         assert "no registered function is triggered by" in page
 
 
+async def test_pause_and_resume_a_function_from_the_functions_page(tmp_path: Path) -> None:
+    async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/functions/dash-pipeline/pause", follow_redirects=True)
+        assert "Paused dash-pipeline" in response.text
+        assert "Resume dash-pipeline" in response.text
+        held = await _send(client, "demo/pipeline", {"n": 1})
+        page = (await client.get(f"/events/{held}")).text
+        assert "function paused" in page
+        response = await client.post("/functions/dash-pipeline/resume", follow_redirects=True)
+        assert "Pause dash-pipeline" in response.text
+        replayed = await client.post(f"/events/{held}/replay", follow_redirects=True)
+        assert replayed.status_code == 200
+        runs = (await client.get("/v1/runs", params={"function_id": "dash-pipeline"})).json()
+        assert len(runs["data"]) == 1  # the event held while paused, replayed
+
+
 async def test_bulk_cancel_over_rest_reports_progress(tmp_path: Path) -> None:
     async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
         events = [await _send(client, "demo/sleep", {"i": i}) for i in range(5)]

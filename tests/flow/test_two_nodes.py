@@ -14,6 +14,7 @@ from stepwell.clock import SystemClock
 from stepwell.store.records import RunRecord
 from tests.conformance.conftest import Backend
 from tests.flow.conftest import Bed, BedFactory
+from tests.flow.test_pause import build_app as pause_app
 
 
 @pytest.fixture
@@ -92,3 +93,17 @@ async def test_throttle_holds_across_two_nodes(bed: BedFactory) -> None:
     for k, at in enumerate(starts):
         assert at >= before + max(0, k - 5) * 200 - 5, (k, at - before)
     assert len(starts) == 16
+
+
+async def test_a_pause_on_one_node_holds_on_the_others(bed: BedFactory) -> None:
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(bed(pause_app(), node_id="A"))
+        b = await stack.enter_async_context(bed(pause_app(), node_id="B"))
+        await a.engine.pause("t-work")
+        held = await b.send("t/go")
+        await b.settle()
+        assert await b.runs_for(held) == []
+        await a.engine.pause("t-work", False)
+        later = await b.send("t/go")
+        await b.settle()
+        assert [r.output for r in await b.runs_for(later)] == ["done"]

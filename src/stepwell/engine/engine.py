@@ -109,7 +109,7 @@ class Engine:
         self.run_listeners: list[Callable[[RunRecord, str], None]] = []
         # Where nodes share the store, each checks it routes with the apps the store has.
         self._shared = wakeups.notifier_of(store) is not None
-        self._apps_version: tuple[int, int] | None = None
+        self._apps_version: tuple[int, int, int] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -157,18 +157,22 @@ class Engine:
 
     async def _load_served_apps(self) -> None:
         """Apps served over HTTP keep running across restarts without a new sync, and a node
-        sharing its store learns the apps other nodes synced."""
-        if self.http is None:
-            return
+        sharing its store learns the apps other nodes synced and the functions they paused."""
+        served = self.http is not None
 
         def load(
             tx: Tx,
-        ) -> tuple[tuple[int, int], list[tuple[AppRecord, list[FunctionRecord]]]]:
-            apps = [(a, tx.list_functions(a.app_id)) for a in tx.list_apps() if _served(a)]
-            return tx.apps_version(), apps
+        ) -> tuple[tuple[int, int, int], list[tuple[AppRecord, list[FunctionRecord]]], list[str]]:
+            apps = (
+                [(a, tx.list_functions(a.app_id)) for a in tx.list_apps() if _served(a)]
+                if served
+                else []
+            )
+            return tx.apps_version(), apps, tx.paused_functions()
 
         now = self.clock.now_ms()
-        version, loaded = await self.store.read(load)
+        version, loaded, paused = await self.store.read(load)
+        self.registry.paused = frozenset(paused)
         for app, functions in loaded:
             known = self.apps.get(app.app_id)
             if known is not None and known.checksum == app.checksum:
@@ -181,6 +185,7 @@ class Engine:
                     log.warning("function %s no longer valid: %s", record.function_id, exc)
             self.apps[app.app_id] = app
             self.registry.replace_app(app.app_id, specs)
+            assert self.http is not None
             self.drivers[app.app_id] = self.http
             self._schedule_crons(specs, now)
         self._apps_version = version
@@ -188,7 +193,7 @@ class Engine:
     def _apps_current(self, tx: Tx) -> None:
         """Inside a unit that routes events: raise :class:`_StaleApps` when another node synced
         an app since this node loaded its apps (only where nodes share the store)."""
-        if self._shared and self.http is not None and tx.apps_version() != self._apps_version:
+        if self._shared and tx.apps_version() != self._apps_version:
             raise _StaleApps
 
     async def register(
@@ -320,6 +325,19 @@ class Engine:
         spec = self.registry.get(function_id)
         return spec is not None and spec.flow.limits_claims
 
+    async def pause(self, function_id: str, paused: bool = True) -> bool:
+        """Pause a function (its triggers start no run; matching events are recorded as skipped
+        and can be replayed later), or resume it with ``paused=False``. Runs already started go
+        on. Returns whether anything changed; raises NotFound for an unknown function."""
+        if self.registry.get(function_id) is None:
+            raise NotFound(f"function {function_id!r} not found")
+        now = self.clock.now_ms()
+        changed = await self.store.run(lambda tx: tx.set_paused(function_id, paused, now))
+        current = set(self.registry.paused)
+        (current.add if paused else current.discard)(function_id)
+        self.registry.paused = frozenset(current)
+        return changed
+
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> bool:
         """Cancel a run; False if it had already ended. Raises NotFound for an unknown run."""
         now = self.clock.now_ms()
@@ -379,6 +397,9 @@ class Engine:
             spec = self.registry.get(function_id)
             if spec is None or index >= len(spec.crons):
                 self._cron_next.pop((function_id, index), None)
+                continue
+            if function_id in self.registry.paused:  # a paused function's ticks are skipped
+                self._cron_next[(function_id, index)] = spec.crons[index].next_after(now)
                 continue
             cron: CronSpec = spec.crons[index]
             await self.store.run(functools.partial(_cron_unit, spec, cron.source, tick_at, now))

@@ -36,6 +36,7 @@ MAX_BATCH = 5000
 MIN_TS = 315_532_800_000  # 1980-01-01
 MAX_TS = 4_102_444_800_000  # 2100-01-01
 FOREVER_MS = 366 * 24 * 3600 * 1000
+PAUSED_REASON = "function paused: replay the event once it is resumed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,9 @@ class Router:
             if trigger.expression is not None and not trigger.expression.matches({"event": wire}):
                 continue
             started.add(spec.function_id)
+            if spec.function_id in self.registry.paused:
+                tx.insert_skip(event.event_id, spec.function_id, PAUSED_REASON, now)
+                continue
             admit(tx, spec, event, wire, now, self.cancel)
         for wait in self._matching_waits(tx, event, wire, now):
             if not tx.delete_wait(wait.wait_id):

@@ -203,6 +203,8 @@ class Registry:
         self._by_event: dict[str, list[tuple[FunctionSpec, EventTrigger]]] = {}
         self._wildcards: list[tuple[FunctionSpec, EventTrigger]] = []
         self._limits_claims = False
+        self.paused: frozenset[str] = frozenset()
+        """Functions whose triggers start no run (events are recorded as skipped)."""
 
     def replace_app(self, app_id: str, specs: Iterable[FunctionSpec]) -> None:
         """Swap an app's functions for ``specs`` and rebuild the indexes."""

@@ -202,6 +202,14 @@ class Transitions:
         if tx.find_child_runs(run.run_id, op.key):
             return  # already started by an earlier invocation of this step
         target = self.router.registry.get(op.function_id)
+        if target is not None and target.function_id in self.router.registry.paused:
+            error = {
+                "name": "FunctionPaused",
+                "message": f"cannot invoke {op.function_id!r}: it is paused",
+            }
+            if tx.put_memo(run.run_id, op.key, op.step_id, "invoke", {"error": error}, now):
+                continue_run(tx, run.run_id, run.function_id, now)
+            return
         if target is None:
             error = {
                 "name": "FunctionNotFound",

@@ -54,8 +54,17 @@ class Tx(Protocol):
         """Every app, by id."""
         ...
 
-    def apps_version(self) -> tuple[int, int]:
-        """Changes whenever an app is synced: ``(latest synced_at, number of apps)``."""
+    def apps_version(self) -> tuple[int, int, int]:
+        """Changes whenever an app is synced or a function paused or resumed:
+        ``(latest synced_at, number of apps, latest pause change)``."""
+        ...
+
+    def set_paused(self, function_id: str, paused: bool, now: int) -> bool:
+        """Pause or resume a function; returns whether that changed anything."""
+        ...
+
+    def paused_functions(self) -> list[str]:
+        """The ids of the paused functions."""
         ...
 
     def upsert_function(

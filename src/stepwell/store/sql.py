@@ -210,9 +210,32 @@ class SqlTx:
     def list_apps(self) -> list[AppRecord]:
         return self._list(_APP, "FROM apps ORDER BY app_id")
 
-    def apps_version(self) -> tuple[int, int]:
-        row = self._one("SELECT COALESCE(MAX(synced_at), 0), COUNT(*) FROM apps")
-        return int(row[0]), int(row[1])
+    def apps_version(self) -> tuple[int, int, int]:
+        row = self._one(
+            "SELECT COALESCE(MAX(synced_at), 0), COUNT(*), "
+            "(SELECT COALESCE(MAX(changed_at), 0) FROM function_pauses) FROM apps"
+        )
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def set_paused(self, function_id: str, paused: bool, now: int) -> bool:
+        # changed_at only moves forward, so the apps version always changes.
+        return (
+            self._changed(
+                "INSERT INTO function_pauses (function_id, paused, changed_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (function_id) DO UPDATE SET paused = excluded.paused, "
+                "changed_at = CASE WHEN function_pauses.changed_at < excluded.changed_at "
+                "THEN excluded.changed_at ELSE function_pauses.changed_at + 1 END "
+                "WHERE function_pauses.paused <> excluded.paused",
+                (function_id, int(paused), now),
+            )
+            == 1
+        )
+
+    def paused_functions(self) -> list[str]:
+        rows = self._all(
+            "SELECT function_id FROM function_pauses WHERE paused = 1 ORDER BY function_id"
+        )
+        return [r[0] for r in rows]
 
     def upsert_function(
         self, function_id: str, app_id: str, config: dict[str, Any], checksum: str, now: int

@@ -104,6 +104,8 @@ def build_app(
         ("/v1/runs/{run_id}", rest_v1.get_run, "GET"),
         ("/v1/runs/{run_id}", rest_v1.cancel_run, "DELETE"),
         ("/v1/runs/{run_id}/steps", rest_v1.run_steps, "GET"),
+        ("/v1/functions/{function_id}/pause", rest_v1.pause_function, "POST"),
+        ("/v1/functions/{function_id}/resume", rest_v1.resume_function, "POST"),
     ]
     routes += [Route(path, _guarded(fn), methods=[method]) for path, fn, method in rest]
     routes += [Route(p, _guarded(fn), methods=[m]) for p, fn, m in dashboard.rest_routes()]

@@ -134,6 +134,15 @@ SCHEMAS: dict[str, Any] = {
         },
         "required": ["step_key", "step_id", "kind", "seq", "ended_at"],
     },
+    "Pause": {
+        "type": "object",
+        "properties": {
+            "function_id": {"type": "string"},
+            "paused": {"type": "boolean"},
+            "changed": {"type": "boolean", "description": "false when it already was so"},
+        },
+        "required": ["function_id", "paused", "changed"],
+    },
     "App": {
         "type": "object",
         "properties": {
@@ -223,6 +232,7 @@ def _paths() -> dict[str, Any]:
     event_body = {"oneOf": [_ref("EventIn"), {"type": "array", "items": _ref("EventIn")}]}
     run_id = _path_id("run_id", "the run")
     event_id = _path_id("event_id", "the event (its internal id)")
+    function_id = _path_id("function_id", "the function (its composite id, <app>-<fn>)")
     return {
         "/health": {
             "get": {
@@ -321,6 +331,26 @@ def _paths() -> dict[str, Any]:
                 "parameters": [run_id],
                 "responses": {
                     "200": _data({"type": "array", "items": _ref("Step")}, "its steps"),
+                    **_errors(401, 404),
+                },
+            }
+        },
+        "/v1/functions/{function_id}/pause": {
+            "post": {
+                "summary": "pause a function: its events start no run (recorded as skipped)",
+                "parameters": [function_id],
+                "responses": {
+                    "200": _data(_ref("Pause"), "the function's state"),
+                    **_errors(401, 404),
+                },
+            }
+        },
+        "/v1/functions/{function_id}/resume": {
+            "post": {
+                "summary": "resume a paused function",
+                "parameters": [function_id],
+                "responses": {
+                    "200": _data(_ref("Pause"), "the function's state"),
                     **_errors(401, 404),
                 },
             }

@@ -130,6 +130,23 @@ async def cancel_run(request: Request) -> Response:
     return JSON({"data": run_json(run)})
 
 
+async def pause_function(request: Request) -> Response:
+    return await _set_paused(request, True)
+
+
+async def resume_function(request: Request) -> Response:
+    return await _set_paused(request, False)
+
+
+async def _set_paused(request: Request, paused: bool) -> Response:
+    function_id = request.path_params["function_id"]
+    try:
+        changed = await _engine(request).pause(function_id, paused)
+    except StepwellError as exc:
+        return from_exception(exc)
+    return JSON({"data": {"function_id": function_id, "paused": paused, "changed": changed}})
+
+
 async def list_runs(request: Request) -> Response:
     limit = _limit(request)
     if isinstance(limit, Response):

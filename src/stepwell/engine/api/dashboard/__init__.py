@@ -48,6 +48,8 @@ def routes() -> list[Route]:
         ("/send", events.send, "POST"),
         ("/functions", functions.functions_page, "GET"),
         ("/functions/{function_id}/invoke", functions.invoke_function, "POST"),
+        ("/functions/{function_id}/pause", functions.pause_function, "POST"),
+        ("/functions/{function_id}/resume", functions.resume_function, "POST"),
         ("/apps", apps.apps_page, "GET"),
         ("/apps/sync", apps.sync_app, "POST"),
         ("/activity", charts.activity_page, "GET"),

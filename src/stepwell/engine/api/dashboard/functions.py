@@ -52,12 +52,23 @@ def _recent(series: charts.Series | None) -> str:
     return f'Last hour: {counts} ({charts.failure_rate(series)} of ended runs failed) · <a href="/activity">activity</a>'
 
 
-def _function_section(spec: FunctionSpec, recent: charts.Series | None) -> str:
+def _function_section(
+    spec: FunctionSpec, recent: charts.Series | None, paused: bool = False
+) -> str:
     ident = f"invoke-{spec.function_id}"
+    action, label = ("resume", "Resume") if paused else ("pause", "Pause")
+    state = (
+        '<strong class="badge">Paused</strong>: its events start no run; replay them after '
+        "resuming. "
+        if paused
+        else ""
+    )
     return f"""<section aria-labelledby="fn-{esc(spec.function_id)}" class="function">
 <h2 id="fn-{esc(spec.function_id)}" class="mono">{esc(spec.function_id)}</h2>
 <p>{esc(spec.name)} · app <code>{esc(spec.app_id)}</code> · version {spec.version} ·
 <a href="/?{esc(urlencode({"function": spec.function_id}))}">runs</a></p>
+<form method="post" action="/functions/{esc(spec.function_id)}/{action}"><p>{state}
+<button type="submit">{label} {esc(spec.function_id)}</button></p></form>
 <p>Triggers: {_triggers(spec)}</p>
 <p>{_recent(recent)}</p>
 <details><summary>Flow control and retries (as registered)</summary>{_flow_control(spec)}</details>
@@ -80,8 +91,30 @@ async def functions_page(request: Request) -> Response:
     if not specs:
         body = '<p class="muted">No functions yet: sync an app on the Apps page.</p>'
     else:
-        body = "".join(_function_section(s, recent.get(s.function_id)) for s in specs)
+        paused = engine.registry.paused
+        body = "".join(
+            _function_section(s, recent.get(s.function_id), s.function_id in paused) for s in specs
+        )
     return page(request, "Functions", body, current="/functions")
+
+
+async def pause_function(request: Request) -> Response:
+    return await _set_paused(request, True)
+
+
+async def resume_function(request: Request) -> Response:
+    return await _set_paused(request, False)
+
+
+async def _set_paused(request: Request, paused: bool) -> Response:
+    function_id = request.path_params["function_id"]
+    await Form.read(request)  # refuses a form posted from another site
+    try:
+        await engine_of(request).pause(function_id, paused)
+    except StepwellError as exc:
+        return redirect("/functions", error=str(exc))
+    done = "Paused" if paused else "Resumed"
+    return redirect("/functions", notice=f"{done} {function_id}.")
 
 
 async def invoke_function(request: Request) -> Response:

@@ -1,0 +1,11 @@
+-- stepwell schema, version 3: paused functions.
+--
+-- function_pauses  one row per function that was ever paused or resumed: `paused` 1 while
+--                  paused. `changed_at` moves with every change, so nodes sharing the store
+--                  notice a pause made elsewhere (it is part of the apps version they check).
+
+CREATE TABLE function_pauses (
+    function_id TEXT COLLATE "C" PRIMARY KEY,
+    paused      INTEGER NOT NULL,
+    changed_at  BIGINT NOT NULL
+);
