@@ -42,7 +42,7 @@ def _rows(start: int, count: int, now: int) -> tuple[list[tuple[Any, ...]], list
         created = now - 30 * DAY + n * (30 * DAY // 1_000_000) % (30 * DAY)
         run_id = f"01R{n:023d}"
         event_id = f"01E{n:023d}"
-        status = STATUSES[n % len(STATUSES)]
+        status = STATUSES[(n // len(FUNCTIONS)) % len(STATUSES)]
         ended = None if status == "Running" else created + 1500
         function = FUNCTIONS[n % len(FUNCTIONS)]
         runs.append(
@@ -93,9 +93,9 @@ def fill_postgres(url: str, count: int, now: int) -> None:
             "event_ids, created_at, ended_at) SELECT '01R' || lpad(n::text, 23, '0'), "
             "'bench-fn' || lpad((n % 20)::text, 2, '0'), 1, 'bench', "
             "(ARRAY['Completed','Completed','Completed','Completed','Completed','Completed',"
-            "'Completed','Failed','Cancelled','Running'])[n % 10 + 1], "
+            "'Completed','Failed','Cancelled','Running'])[(n / 20) % 10 + 1], "
             "'01E' || lpad(n::text, 23, '0'), '[\"01E' || lpad(n::text, 23, '0') || '\"]', "
-            ":base::bigint + n * :step::bigint, CASE WHEN n % 10 = 9 THEN NULL ELSE :base::bigint + n * :step::bigint + 1500 END "
+            ":base::bigint + n * :step::bigint, CASE WHEN (n / 20) % 10 = 9 THEN NULL ELSE :base::bigint + n * :step::bigint + 1500 END "
             "FROM generate_series(0, :last) AS n",
             base=now - 30 * DAY,
             step=step,
@@ -128,6 +128,7 @@ PAGES = {
     "last hour": "/?range=1h",
     "by event name": "/?event=bench/e03",
     "function + status": "/?function=bench-fn03&status=Cancelled",
+    "function, no match": "/?function=bench-fn03&status=Queued",
 }
 
 

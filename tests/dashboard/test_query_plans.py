@@ -105,6 +105,13 @@ def test_a_page_of_runs_walks_an_index_without_sorting(
         assert not any("TEMP B-TREE FOR ORDER BY" in line for line in lines), lines
 
 
+def test_runs_of_a_function_in_a_status_walk_only_those_runs(conn: sqlite3.Connection) -> None:
+    flt = RunFilter(function_id="shop-1", status="Queued", limit=51)
+    lines = plans(conn, lambda tx: tx.list_runs(flt))
+    assert any("runs_by_function_status (function_id=? AND status=?)" in line for line in lines)
+    assert not any("TEMP B-TREE" in line for line in lines), lines
+
+
 @pytest.mark.parametrize("few_events", [10_000, 1], ids=["from-events", "walking-runs"])
 def test_runs_by_event_name_use_indexes_whichever_plan(
     conn: sqlite3.Connection, few_events: int, monkeypatch: pytest.MonkeyPatch

@@ -9,3 +9,7 @@ CREATE TABLE function_pauses (
     paused      INTEGER NOT NULL,
     changed_at  BIGINT NOT NULL
 );
+
+-- The runs list filtered by function and status (the dashboard's "failed runs of this
+-- function") walks only the matching runs, newest first, even when there are none.
+CREATE INDEX runs_by_function_status ON runs (function_id, status, created_at, run_id);
