@@ -219,6 +219,17 @@ async def test_pause_and_resume_a_function_from_the_functions_page(tmp_path: Pat
         assert len(runs["data"]) == 1  # the event held while paused, replayed
 
 
+async def test_a_run_page_lists_the_attempts_that_failed_and_were_retried(
+    tmp_path: Path,
+) -> None:
+    async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
+        event_id = await _send(client, "demo/flaky", {})
+        run = await _wait_run(client, event_id, "Completed")
+        page = (await client.get(f"/runs/{run['run_id']}")).text
+        assert "Failed attempts (retried)" in page
+        assert "Attempt 1 of step <code>try</code>" in page and "not yet" in page
+
+
 async def test_bulk_cancel_over_rest_reports_progress(tmp_path: Path) -> None:
     async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
         events = [await _send(client, "demo/sleep", {"i": i}) for i in range(5)]

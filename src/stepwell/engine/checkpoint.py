@@ -56,8 +56,11 @@ class RunCheckpointer:
         # A write-behind unit that failed: later checkpoints must not land after the lost
         # ones, and the invocation's outcome must not be committed (take and flush raise it).
         self._failed: BaseException | None = None
+        self.steps = 0
+        """Steps completed during this invocation (a new step starts counting attempts at 0)."""
 
     async def step_completed(self, op: StepRun | StepFailed) -> None:
+        self.steps += 1
         now = self._clock.now_ms()
         value = {"data": op.data} if isinstance(op, StepRun) else {"error": op.error}
         started = op.started_at if isinstance(op, StepRun) else None

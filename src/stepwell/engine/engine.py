@@ -547,9 +547,14 @@ class Engine:
         checkpoints = await checkpointer.take()
         done_at = self.clock.now_ms()
 
+        steps_done = checkpointer.steps
+
         def commit(tx: Tx) -> Effects:
             for work in checkpoints:
                 work(tx)
+            if steps_done and run.attempt:
+                # Attempts are counted per step: what fails after a step completed is a first try.
+                tx.set_run_attempt(run.run_id, 0)
             return self.transitions.apply(tx, run, spec, item, owner, result, done_at)
 
         effects = await self._run_leasing(commit, done_at)

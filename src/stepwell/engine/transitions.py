@@ -36,7 +36,14 @@ from stepwell.protocol.ops import (
     WaitForEvent,
 )
 from stepwell.store.base import Tx
-from stepwell.store.records import FINAL_STATUSES, EventRecord, QueueItem, RunRecord, RunStatus
+from stepwell.store.records import (
+    FINAL_STATUSES,
+    AttemptError,
+    EventRecord,
+    QueueItem,
+    RunRecord,
+    RunStatus,
+)
 
 FINISHED = "inngest/function.finished"
 FAILED = "inngest/function.failed"
@@ -116,7 +123,16 @@ class Transitions:
                 self._apply_op(tx, current, op, now)
         if retry is not None:
             return self._retry(
-                tx, current, spec, item, owner, retry.retry_after_ms, now, retry.retriable
+                tx,
+                current,
+                spec,
+                item,
+                owner,
+                retry.retry_after_ms,
+                now,
+                retry.retriable,
+                retry.error,
+                (retry.key, retry.step_id),
             )
         tx.set_run_attempt(run.run_id, 0)
         if any(isinstance(op, CONTINUING) for op in result.ops):
@@ -155,8 +171,14 @@ class Transitions:
         now: int,
         retriable: bool,
         error: dict[str, Any] | None = None,
+        step: tuple[str, str] | None = None,
     ) -> Effects:
         attempt = run.attempt + 1
+        if error is not None and retriable and attempt < spec.max_attempts:
+            key, step_id = step if step is not None else ("", None)
+            tx.insert_attempt_error(
+                AttemptError(run.run_id, key, run.attempt, step_id, dict(error), now)
+            )
         if not retriable or attempt >= spec.max_attempts:
             # A step's last attempt is reported as StepFailed by the SDK; reaching here means the
             # handler's own code failed for good.

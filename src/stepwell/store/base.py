@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from stepwell.store.records import (
     AppRecord,
+    AttemptError,
     BatchRecord,
     ClaimCandidate,
     DebounceRecord,
@@ -281,6 +282,14 @@ class Tx(Protocol):
     def delete_expired_buckets(self, now: int, limit: int = 1000) -> int:
         """Forget up to ``limit`` GCRA buckets that no longer constrain anything; returns how
         many went."""
+        ...
+
+    def insert_attempt_error(self, record: AttemptError) -> None:
+        """Record that an attempt failed and will be retried. Idempotent per attempt."""
+        ...
+
+    def list_attempt_errors(self, run_id: str) -> list[AttemptError]:
+        """The run's failed attempts, oldest first."""
         ...
 
     def get_debounce(self, debounce_key: str) -> DebounceRecord | None:

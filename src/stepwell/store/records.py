@@ -211,3 +211,16 @@ class ClaimCandidate:
     item: QueueItem
     admitted: bool
     """Whether a start item already passed its throttle."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptError:
+    """An attempt that failed and was retried: in step ``step_key`` ('' for the handler's own
+    code), attempt number ``attempt`` (0 is the first)."""
+
+    run_id: str
+    step_key: str
+    attempt: int
+    step_id: str | None
+    error: dict[str, Any]
+    failed_at: int

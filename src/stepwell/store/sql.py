@@ -21,6 +21,7 @@ from stepwell.store.base import PruneCount
 from stepwell.store.records import (
     FINAL_STATUSES,
     AppRecord,
+    AttemptError,
     BatchRecord,
     ClaimCandidate,
     DebounceRecord,
@@ -141,6 +142,7 @@ _FUNCTION = _Shape(FunctionRecord, ("config",))
 _EVENT = _Shape(EventRecord, ("data", "user"))
 _RUN = _Shape(RunRecord, ("event_ids", "output", "error", "flow_keys"), tuples=("event_ids",))
 _DEBOUNCE = _Shape(DebounceRecord, ())
+_ATTEMPT = _Shape(AttemptError, ("error",))
 _BATCH = _Shape(BatchRecord, ("event_ids",), tuples=("event_ids",))
 _MEMO = _Shape(MemoRecord, ("value",))
 _QUEUE = _Shape(QueueItem, ("payload",))
@@ -580,6 +582,18 @@ class SqlTx:
             (now, limit),
         )
 
+    def insert_attempt_error(self, record: AttemptError) -> None:
+        self._x(
+            f"INSERT INTO attempt_errors ({_ATTEMPT.columns}) VALUES ({_marks(6)}) "
+            "ON CONFLICT (run_id, step_key, attempt) DO NOTHING",
+            _ATTEMPT.params(record),
+        )
+
+    def list_attempt_errors(self, run_id: str) -> list[AttemptError]:
+        return self._list(
+            _ATTEMPT, "FROM attempt_errors WHERE run_id = ? ORDER BY failed_at, attempt", (run_id,)
+        )
+
     def get_debounce(self, debounce_key: str) -> DebounceRecord | None:
         return self._get(_DEBOUNCE, "FROM debounces WHERE debounce_key = ?", (debounce_key,))
 
@@ -816,6 +830,7 @@ class SqlTx:
         if run_ids:
             marks = _marks(len(run_ids))
             memo = self._changed(f"DELETE FROM memo WHERE run_id IN ({marks})", run_ids)
+            self._x(f"DELETE FROM attempt_errors WHERE run_id IN ({marks})", run_ids)
             for event_id, run_id in links:
                 run_events += self._changed(
                     "DELETE FROM run_events WHERE event_id = ? AND run_id = ?", (event_id, run_id)

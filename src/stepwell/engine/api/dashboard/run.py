@@ -26,7 +26,7 @@ from stepwell.engine.api.dashboard.html import (
 )
 from stepwell.engine.operations import rerun_from_step
 from stepwell.errors import StepwellError
-from stepwell.store.records import FINAL_STATUSES, MemoRecord, RunRecord
+from stepwell.store.records import FINAL_STATUSES, AttemptError, MemoRecord, RunRecord
 
 
 async def _load_run(request: Request) -> tuple[Any, ...]:
@@ -43,6 +43,7 @@ async def _load_run(request: Request) -> tuple[Any, ...]:
             tx.list_run_queue_items(run_id),
             tx.list_run_waits(run_id),
             tx.get_events(list(run.event_ids)),
+            tx.list_attempt_errors(run_id),
         )
 
     return await engine_of(request).store.read(load)
@@ -67,7 +68,7 @@ async def run_fragment(request: Request) -> Response:
     loaded = await _load_run(request)
     if loaded[0] is None:
         return HTMLResponse("", status_code=404)
-    run, memo, queue, waits, _ = loaded
+    run, memo, queue, waits, _, _ = loaded
     state = _run_state(run, memo, queue, waits, engine_of(request).clock.now_ms())
     return HTMLResponse(state, headers={"Cache-Control": "no-store"})
 
@@ -77,13 +78,13 @@ async def run_page(request: Request) -> Response:
     if loaded[0] is None:
         run_id = request.path_params["run_id"]
         return page(request, "Run not found", f"<p>No run {esc(run_id)}.</p>", status_code=404)
-    run, memo, queue, waits, events = loaded
+    run, memo, queue, waits, events, failed = loaded
     state = _run_state(run, memo, queue, waits, engine_of(request).clock.now_ms())
     if run.status not in FINAL_STATUSES:
         # polled while the run is active; the page reloads once when it ends
         live = f"/runs/{run.run_id}/fragment"
         state = f'<div data-live="{esc(live)}" data-reload-when-final="1">{state}</div>'
-    body = state + "<h2>Steps</h2>" + _steps(run, memo)
+    body = state + "<h2>Steps</h2>" + _steps(run, memo) + _failed_attempts(failed, memo)
     body += "<h2>Trigger events</h2>" + "".join(
         f'<h3 class="mono">{link(f"/events/{e.event_id}", e.name)} '
         f'<span class="muted">{esc(e.event_id)}</span></h3>'
@@ -127,6 +128,27 @@ def _outcome(run: RunRecord) -> str:
     if run.error is not None:
         return "<h2>Error</h2>" + _error_block(run.error)
     return ""
+
+
+def _failed_attempts(failed: list[AttemptError], memo: list[MemoRecord]) -> str:
+    """Attempts that failed and were retried, with their errors (the last attempt's error is
+    the step's or the run's)."""
+    if not failed:
+        return ""
+    names = {m.step_key: m.step_id for m in memo}
+    items = []
+    for f in failed:
+        where = (
+            f"step <code>{esc(f.step_id or names.get(f.step_key) or f.step_key)}</code>"
+            if f.step_key
+            else "the handler's own code"
+        )
+        items.append(
+            f"<li>Attempt {f.attempt + 1} of {where} failed at "
+            f"{esc(fmt_time(f.failed_at))}"
+            f"{_error_block(f.error)}</li>"
+        )
+    return "<h2>Failed attempts (retried)</h2><ol>" + "".join(items) + "</ol>"
 
 
 def _error_block(error: Any) -> str:
