@@ -22,6 +22,12 @@ PART_NAMES = {
     "postgres": "stepwell on PostgreSQL",
     **PEER_NAMES,
 }
+NOT_APPLICABLE = {
+    ("celery", "w5"): "n/a: no durable sleep",
+    ("celery", "w7"): "n/a: no durable wait",
+    **{(peer, "w6"): "n/a: no event API" for peer in PEER_NAMES},
+}
+"""What a peer's cell says for a workload it has no equivalent for."""
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 
@@ -39,6 +45,11 @@ class Metric:
     """The issue's goal for stepwell, as written in the table."""
     samples: Callable[[dict[str, Any]], str] | None = None
     """How many samples stand behind the figure, from the same system's results."""
+    same_n: bool = False
+    """The figure grows with the workload's size (RSS, database size): a ratio is given only
+    against peers measured with as many runs."""
+    compare: bool = True
+    """False for a figure that is a size, not a result: no ratio."""
 
     def value(self, system: dict[str, Any]) -> float | None:
         node: Any = system
@@ -94,14 +105,23 @@ STEPWELL_METRICS = (
         0,
         "≤ 300 (100k runs)",
         _n("w5", "runs"),
+        same_n=True,
     ),
-    Metric("W5 database size while sleeping, MB", ("w5", "db_mb"), False, 0, "—", _n("w5", "runs")),
+    Metric(
+        "W5 database size while sleeping, MB",
+        ("w5", "db_mb"),
+        False,
+        0,
+        "—",
+        _n("w5", "runs"),
+        same_n=True,
+    ),
     Metric("W5 wake lateness p50, ms", ("w5", "late_p50_ms"), False, 1, "—", _n("w5", "samples")),
     Metric(
         "W5 wake lateness p99, ms", ("w5", "late_p99_ms"), False, 1, "≤ 100", _n("w5", "samples")
     ),
     Metric("W6 ingest, events/s", ("w6", "events_per_s"), True, 0, "≥ 10,000", _n("w6", "events")),
-    Metric("W7 waiting runs", ("w7", "waits"), True, 0, "100,000 (full mode)"),
+    Metric("W7 waiting runs", ("w7", "waits"), True, 0, "100,000 (full mode)", compare=False),
     Metric("W7 resumed runs/s", ("w7", "resumed_per_s"), True, 0, "—", _n("w7", "matches")),
     Metric(
         "W7 ingest with no waits, events/s",
@@ -119,7 +139,15 @@ STEPWELL_METRICS = (
         "no worse than with no waits",
         _n("w7", "ingest_events"),
     ),
-    Metric("W7 RSS while waiting, MB", ("w7", "rss_mb"), False, 0, "—", _n("w7", "waits")),
+    Metric(
+        "W7 RSS while waiting, MB",
+        ("w7", "rss_mb"),
+        False,
+        0,
+        "—",
+        _n("w7", "waits"),
+        same_n=True,
+    ),
 )
 
 
@@ -138,7 +166,18 @@ def systems(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def ratio(metric: Metric, found: dict[str, dict[str, Any]]) -> tuple[float, str] | None:
     """Stepwell's figure ÷ the best peer's, and that peer's name; None without both."""
     mine = metric.value(found["stepwell"])
-    peers = {name: metric.value(r) for name, r in found.items() if name != "stepwell"}
+    if not metric.compare:
+        return None
+    peers = {
+        name: metric.value(r)
+        for name, r in found.items()
+        if name != "stepwell"
+        and not (
+            metric.same_n
+            and metric.samples is not None
+            and metric.samples(r) != metric.samples(found["stepwell"])
+        )
+    }
     ran = {name: v for name, v in peers.items() if v}
     if mine is None or not ran:
         return None
@@ -156,10 +195,19 @@ def peer_rows(results: dict[str, Any]) -> list[list[str]]:
     for metric in (*PEER_METRICS, *STEPWELL_METRICS):
         r = ratio(metric, found)
         ratio_cell = "—" if r is None else f"{r[0]:.2f} (vs {r[1]})"
-        rows.append(
-            [metric.label, *(metric.cell(found[n]) for n in names), ratio_cell, metric.goal]
-        )
+        cells = [_cell(metric, name, found[name]) for name in names]
+        rows.append([metric.label, *cells, ratio_cell, metric.goal])
     return rows
+
+
+def _cell(metric: Metric, name: str, system: dict[str, Any]) -> str:
+    workload = metric.path[0]
+    if metric.value(system) is None:
+        reason = system.get(workload, {}).get("unavailable") if name != "stepwell" else None
+        if reason:
+            return "could not run"
+        return NOT_APPLICABLE.get((name, workload), "—")
+    return metric.cell(system)
 
 
 def _peer_label(found: dict[str, dict[str, Any]], name: str) -> str:
@@ -214,6 +262,11 @@ def unavailable(results: dict[str, Any]) -> list[str]:
         for name, part in results["parts"].items()
         if "unavailable" in part
     ]
+    for name in PEER_NAMES:
+        for workload in ("w5", "w7"):
+            found = results["parts"].get(name, {}).get(workload, {})
+            if isinstance(found, dict) and "unavailable" in found:
+                lines.append(f"{name} {workload.upper()}: {found['unavailable']}")
     for mode, result in results["parts"].get("http", {}).get("w1_modes", {}).items():
         if "unavailable" in result:
             lines.append(f"W1 over HTTP, {mode}: {result['unavailable']}")
@@ -312,8 +365,12 @@ def markdown(results: dict[str, Any], chart_path: str) -> str:
         _wrap(
             "Ratios: for times (ms, MB), stepwell's figure over the lowest peer's (below 1 is "
             "better); for rates (/s), stepwell's over the highest peer's (above 1 is better). `n` "
-            "is the number of samples (runs, events, children) behind each figure. W5–W7 run on "
-            "stepwell only (see the workloads below)."
+            "is the number of samples (runs, events, children) behind each figure. RSS and "
+            "database size grow with the number of runs, so they get a ratio only against a "
+            "peer measured with as many. W5 and W7 run on DBOS and Restate with fewer runs than "
+            "on stepwell in quick mode (n), W5's peer runs sleeping "
+            f"{_peer_sleep(results)}; Celery has no durable sleep or wait, and W6 is stepwell's "
+            "event API, which no peer has (see the workloads below)."
         ),
         "",
         f"![W1–W4 per system, W1 per stepwell mode, W7 ingest]({chart_path})",
@@ -336,6 +393,17 @@ def markdown(results: dict[str, Any], chart_path: str) -> str:
         lines += [_wrap(f"- {line}", "  ") for line in missing]
     lines.append(END)
     return "\n".join(lines)
+
+
+def _peer_sleep(results: dict[str, Any]) -> str:
+    sleeps = {
+        f"{part['w5']['sleep_s']:.0f} s"
+        for name, part in results["parts"].items()
+        if name in PEER_NAMES and isinstance(part.get("w5"), dict) and "sleep_s" in part["w5"]
+    }
+    stepwell = results["parts"].get("w5", {}).get("sleep_s")
+    text = " and ".join(sorted(sleeps)) or "—"
+    return text + (f" (stepwell's {stepwell:.0f} s)" if stepwell else "")
 
 
 def _wrap(text: str, indent: str = "") -> str:

@@ -31,10 +31,29 @@ class Sizes:
     """W7: runs waiting for an event at once."""
     w7_matches: int = 10_000
     """W7: matching events sent, each resuming one waiting run."""
+    peer_w5_runs: int = 10_000
+    """W5 on a peer (DBOS, Restate): runs that sleep at once."""
+    peer_w5_sleep_s: float = 60.0
+    """W5 on a peer: how long each run sleeps, seconds (all of them start within it)."""
+    peer_w7_waits: int = 10_000
+    """W7 on a peer: runs waiting at once."""
+    peer_w7_matches: int = 1_000
+    """W7 on a peer: matching messages sent, each resuming one waiting run."""
 
 
 FULL = Sizes()
-QUICK = Sizes(w5_runs=10_000, w5_sleep_s=60.0, w7_waits=10_000, w7_matches=1_000)
+QUICK = Sizes(
+    w5_runs=10_000,
+    w5_sleep_s=60.0,
+    w7_waits=10_000,
+    w7_matches=1_000,
+    peer_w5_runs=1_000,
+    peer_w5_sleep_s=15.0,
+    peer_w7_waits=1_000,
+    peer_w7_matches=100,
+)
+"""The peers' W5 and W7 are smaller (1,000 runs sleeping 15 s, 1,000 waits) so that the whole
+quick run stays under 10 minutes."""
 TINY = Sizes(
     w1_runs=3,
     w1_warmup=1,
@@ -46,6 +65,10 @@ TINY = Sizes(
     w6_seconds=1.0,
     w7_waits=50,
     w7_matches=10,
+    peer_w5_runs=20,
+    peer_w5_sleep_s=2.0,
+    peer_w7_waits=20,
+    peer_w7_matches=5,
 )
 """A smoke-test size: every workload runs, in seconds; its figures mean nothing."""
 

@@ -8,7 +8,8 @@ Parts, run one after the other so that none competes with another for the 2 core
 * ``postgres``: W1 and W2 on PostgreSQL with one and two nodes (:mod:`bench.postgres`'s public functions);
 * ``http``: W1 over HTTP: stepwell's SDK served, the official Python and TS SDKs (:mod:`bench.http`);
 * ``celery``, ``dbos``, ``restate``: W1–W4 on each peer, each in a process of its own
-  (:mod:`bench.peers`).
+  (:mod:`bench.peers`); then, for the peers with durable sleeps and waits (``CAPACITY_PEERS``),
+  W5 and W7 each in a fresh process of its own, at the peers' sizes (``Sizes.peer_w5_runs``...).
 
 A part that fails is recorded with the reason and the others still run.
 """
@@ -33,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PEERS = ("celery", "dbos", "restate")
 PARTS = ("embedded", "w5", "w6", "w7", "postgres", "http", *PEERS)
 PEER_TIMEOUT_S = 300.0
+CAPACITY_PEERS = ("dbos", "restate")
+"""Peers with a durable sleep and wait, on which W5 and W7 run too (Celery has neither)."""
 
 
 def run_parts(parts: tuple[str, ...], mode: str, sizes: Sizes) -> dict[str, dict[str, Any]]:
@@ -128,9 +131,41 @@ def _http(mode: str, sizes: Sizes) -> dict[str, Any]:
 
 def _peer(name: str) -> Callable[[str, Sizes], dict[str, Any]]:
     def measure(mode: str, sizes: Sizes) -> dict[str, Any]:
-        return _in_process(f"bench.peers.{name}_peer", ["--mode", mode], PEER_TIMEOUT_S)
+        module = f"bench.peers.{name}_peer"
+        result = _in_process(module, ["--mode", mode], PEER_TIMEOUT_S)
+        if name not in CAPACITY_PEERS or "unavailable" in result:
+            return result
+        timeouts = {
+            "w5": sizes.peer_w5_runs / 250 + sizes.peer_w5_sleep_s + PEER_TIMEOUT_S,
+            "w7": sizes.peer_w7_waits / 50 + sizes.peer_w7_matches / 20 + PEER_TIMEOUT_S,
+        }
+        for workload, timeout in timeouts.items():
+            found = _in_process(module, ["--mode", mode, "--workload", workload], timeout)
+            result[workload] = found.get(workload, {"unavailable": found.get("unavailable")})
+            _print_capacity(name, workload, result[workload])
+        return result
 
     return measure
+
+
+def _print_capacity(peer: str, workload: str, found: dict[str, Any]) -> None:
+    if "unavailable" in found:
+        print(f"   {peer} {workload}: could not run: {found['unavailable']}", flush=True)
+    elif workload == "w5":
+        print(
+            f"   {peer} w5: {found['runs']:,} runs asleep {found['sleep_s']:.0f} s, RSS "
+            f"{found['rss_mb']:.0f} MB, storage {found['db_mb']:.1f} MB, late p50/p99 "
+            f"{found['late_p50_ms']:.1f}/{found['late_p99_ms']:.1f} ms (n={found['samples']:,})",
+            flush=True,
+        )
+    else:
+        print(
+            f"   {peer} w7: {found['waits']:,} waiting, RSS {found['rss_mb']:.0f} MB; "
+            f"{found['matches']:,} resumed at {found['resumed_per_s']:.0f}/s; ingest "
+            f"{found.get('ingest_per_s_no_waits', 0):.0f} → {found.get('ingest_per_s_waiting', 0):.0f}"
+            f"/s (n={found.get('ingest_events', 0):,})",
+            flush=True,
+        )
 
 
 def _in_process(module: str, args: list[str], timeout_s: float) -> dict[str, Any]:

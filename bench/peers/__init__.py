@@ -7,7 +7,10 @@ JSON object:
 
     {"system": ..., "settings": ..., "w1": {...}, "w2": {...}, "w3": {...}, "w4": {...}}
 
-or {"system": ..., "unavailable": "<reason>"} when it cannot run on this machine. The peers are an
+or {"system": ..., "unavailable": "<reason>"} when it cannot run on this machine. A peer with
+durable sleeps and waits (DBOS, Restate) also runs W5 or W7 alone, each in a fresh process, with
+`--workload w5|w7` (`bench.peers.capacity`); its object then has the W5 or W7 figures under the
+same keys as stepwell's (`bench.capacity`). The peers are an
 optional extra (`pip install -e '.[bench]'`); nothing in the test suite imports them.
 """
 
@@ -49,14 +52,21 @@ def time_w3(sizes: Sizes, run_once: Callable[[int], float]) -> dict[str, Any]:
     return latency_result(samples)
 
 
-def peer_main(system: str, measure: Callable[[Sizes], dict[str, Any]]) -> None:
-    """Command line of a peer module: measure, then write the JSON object to `--out`."""
+def peer_main(
+    system: str,
+    measure: Callable[[Sizes], dict[str, Any]],
+    capacity: dict[str, Callable[[Sizes], dict[str, Any]]] | None = None,
+) -> None:
+    """Command line of a peer module: measure W1–W4 (or, with `--workload`, one of `capacity`'s
+    workloads), then write the JSON object to `--out`."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=sorted(MODES), default="quick")
+    parser.add_argument("--workload", choices=["w1-w4", *(capacity or {})], default="w1-w4")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    run = measure if args.workload == "w1-w4" else (capacity or {})[args.workload]
     try:
-        result = {"system": system, **measure(MODES[args.mode])}
+        result = {"system": system, **run(MODES[args.mode])}
     except Unavailable as exc:
         result = {"system": system, "unavailable": str(exc)}
     except Exception as exc:  # any failure is reported as the reason it could not run

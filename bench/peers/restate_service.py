@@ -1,4 +1,9 @@
-"""The Restate service of the benchmark, an ASGI app served by hypercorn (as the SDK's docs do).
+"""The Restate services of the benchmark, an ASGI app served by hypercorn (as the SDK's docs do).
+
+`Bench` has W1–W4's handlers and W5's `sleeper` (`ctx.sleep` until a due time, then one `ctx.run`
+that reads the clock); the workflow `Waiter` is W7's: its `run` waits on the durable promise
+`approve`, which its shared handler `approve` resolves (a workflow signal, keyed by the workflow's
+id as W7's events are by `data.id`).
 
 python -m hypercorn bench.peers.restate_service:app --bind 127.0.0.1:9080
 """
@@ -6,6 +11,7 @@ python -m hypercorn bench.peers.restate_service:app --bind 127.0.0.1:9080
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import restate
 
@@ -53,4 +59,29 @@ async def fan_out(ctx: restate.Context, children: int) -> list[str]:
     return [await handle.invocation_id() for handle in handles]
 
 
-app = restate.app(services=[bench])
+async def wall_ms() -> float:
+    return time.time() * 1000
+
+
+@bench.handler("sleeper")
+async def sleeper(ctx: restate.Context, due_ms: float) -> float:
+    """W5: sleep until `due_ms` (ms since the epoch); how late the next step started, ms."""
+    await ctx.sleep(timedelta(milliseconds=max(0.0, due_ms - time.time() * 1000)))
+    return await ctx.run_typed("woke", wall_ms) - due_ms
+
+
+waiter = restate.Workflow("Waiter")
+
+
+@waiter.main()
+async def run(ctx: restate.WorkflowContext) -> int:
+    """W7: wait for this workflow's `approve` promise."""
+    return await ctx.promise("approve", type_hint=int).value()
+
+
+@waiter.handler()
+async def approve(ctx: restate.WorkflowSharedContext, n: int) -> None:
+    await ctx.promise("approve", type_hint=int).resolve(n)
+
+
+app = restate.app(services=[bench, waiter])
