@@ -540,7 +540,11 @@ def release_slots(tx: Tx, flow_keys: Mapping[str, Any] | None) -> None:
     """An invocation holding these keys ended (its item acked, released or deleted): let the
     longest-waiting blocked item of each key be claimed."""
     if flow_keys:
-        for key, _ in flow_keys.get("concurrency", ()):
+        keys = [key for key, _ in flow_keys.get("concurrency", ())]
+        # Under the keys' locks: a claim blocking items of these keys right now commits first,
+        # so the items it blocked are seen here (otherwise they would wait for the sweep).
+        tx.lock_keys(keys)
+        for key in keys:
             tx.unblock(key, 1)
 
 
@@ -549,6 +553,7 @@ def sweep_blocked(tx: Tx, now: int) -> int:
     holder's node died, or its run was cancelled without an ack); returns how many."""
     freed = 0
     for key in tx.blocked_keys():
+        tx.lock_keys([key])
         if tx.count_in_flight(key, now) == 0:
             freed += tx.unblock(key, 1)
     return freed
