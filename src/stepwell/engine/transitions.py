@@ -296,6 +296,9 @@ class Transitions:
         key = str(item.payload["key"])
         spec = self.router.registry.get(item.function_id)
         events: list[EventRecord]
+        # The key's lock, as the ingest side takes it: an event joining the debounce or batch
+        # right now commits first, and is seen here.
+        tx.lock_keys([key])
         if item.kind == "debounce":
             pending = tx.get_debounce(key)
             if pending is None or pending.run_id != item.run_id:
