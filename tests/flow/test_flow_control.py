@@ -537,3 +537,25 @@ async def test_invoking_a_singleton_that_is_running_fails_the_step_at_once(
         assert late.output.startswith("failed:") and "singleton" in late.output
         [early] = await b.runs_for(first)
         assert early.status == "Running"  # still waiting for its worker, which sleeps
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"throttle": 5}, "throttle takes a stepwell.Throttle"),
+        ({"concurrency": True}, "concurrency takes an int or stepwell.Concurrency"),
+        ({"concurrency": [3]}, "concurrency takes a stepwell.Concurrency"),
+        ({"priority": ""}, "priority takes a CEL expression string"),
+        ({"idempotency": 7}, "idempotency takes a CEL expression string"),
+        ({"debounce": stepwell.Debounce("soon")}, "debounce.period"),
+    ],
+)
+def test_wrong_option_types_are_refused_when_declared(
+    options: dict[str, Any], message: str
+) -> None:
+    app = stepwell.App("t")
+    with pytest.raises(ConfigError) as err:
+        app.function("bad", trigger="t/go", **options)(lambda ctx: None)
+    assert "'bad'" in str(err.value) or "debounce.period" in str(err.value)
+    assert message in str(err.value)
+    assert app.functions == []  # nothing half-declared
