@@ -26,6 +26,7 @@ from stepwell.engine.drivers.base import Driver, FunctionUnavailable
 from stepwell.engine.drivers.inprocess import InProcessDriver
 from stepwell.engine.ingest import Router, validate_events
 from stepwell.engine.local_lease import LeasingTx
+from stepwell.engine.operations import BulkOperations
 from stepwell.engine.registry import FunctionSpec, Registry, parse_function
 from stepwell.engine.transitions import Effects, Transitions, new_cron_run
 from stepwell.errors import ConfigError, NotFound
@@ -110,6 +111,7 @@ class Engine:
         # Where nodes share the store, each checks it routes with the apps the store has.
         self._shared = wakeups.notifier_of(store) is not None
         self._apps_version: tuple[int, int, int] | None = None
+        self.bulk = BulkOperations(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -131,6 +133,7 @@ class Engine:
                 asyncio.create_task(self._dispatch_loop(), name="stepwell-dispatch"),
                 asyncio.create_task(self._lease_loop(), name="stepwell-leases"),
             ]
+            await self.bulk.resume(take_over=take_over)  # bulk operations a restart stopped
 
     async def stop(self, *, grace_s: float = 5.0) -> None:
         """Stop claiming, let in-flight invocations finish (up to ``grace_s``), hand leases back."""
@@ -140,6 +143,7 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
+        await self.bulk.stop()
         tasks = [task for _, task in self._inflight.values()]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)
@@ -444,6 +448,7 @@ class Engine:
             rounds += 1
             try:
                 await self.renew_leases()
+                await self.bulk.resume_due()  # a query every few seconds, not every round
                 if rounds % 3 == 0 and self.registry.limits_claims:
                     await self.sweep_blocked()
                 if rounds % 30 == 0:

@@ -18,15 +18,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from stepwell.engine.expressions import Expression, compile_expression
 from stepwell.engine.ingest import start_run
 from stepwell.errors import ConfigError, NotFound, StepwellError
 from stepwell.ids import new_id
-from stepwell.store.base import Tx
+from stepwell.store.base import BulkRecord, Tx
 from stepwell.store.records import FINAL_STATUSES, EventRecord, RunFilter, RunRecord
 
 if TYPE_CHECKING:
@@ -37,7 +37,13 @@ log = logging.getLogger("stepwell.operations")
 
 INVOKED = "inngest/function.invoked"
 PAGE = 500
+"""Runs a bulk operation examines per read."""
 GROUP = 32
+"""Runs a bulk operation acts on per unit of work."""
+MAX_ERRORS = 10
+"""Errors a bulk operation keeps (the first ones)."""
+CHECK_MS = 5_000
+"""How often a node looks for bulk operations whose lease expired, to take them over."""
 
 BulkKind = Literal["cancel", "replay"]
 
@@ -63,6 +69,19 @@ def _spec(engine: Engine, function_id: str) -> FunctionSpec:
     if spec is None:
         raise NotFound(f"function {function_id!r} is not registered (sync its app first)")
     return spec
+
+
+def _rerun(engine: Engine, tx: Tx, original: RunRecord, now: int) -> RunRecord:
+    """Inside a unit: start a new run of ``original``'s function with its trigger events.
+
+    Raises NotFound or ConfigError before writing anything (a singleton that skips the run
+    records the skip).
+    """
+    spec = _spec(engine, original.function_id)
+    events = tx.get_events(list(original.event_ids))
+    if not events:
+        raise NotFound(f"the trigger events of run {original.run_id!r} are gone")
+    return _start(engine, tx, spec, events, now)
 
 
 async def rerun(engine: Engine, run_id: str) -> RunRecord:
@@ -276,22 +295,25 @@ def _page(
     return runs, {e.event_id: e.to_wire() for e in events}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class BulkJob:
-    """One bulk operation and how far it got.
+    """One bulk operation and how far it got, as read from the store.
 
     Attributes:
         job_id: a ULID.
         kind: ``cancel`` or ``replay``.
-        selection: the runs it acts on.
+        selection: the runs it acts on (those queued before ``created_at``).
         created_at: when it was asked for (epoch ms).
         total: how many runs matched (None while they are being selected).
         processed: how many of them were handled so far.
         changed: how many were cancelled (or rerun).
-        skipped: how many needed nothing (a cancel of a run that had already ended).
+        skipped: how many needed nothing (a cancel of a run that had already ended) or could
+            not be handled (see ``errors``).
         errors: the first few errors, in plain words.
         state: ``selecting``, ``running``, ``done`` or ``failed``.
         ended_at: when it finished.
+        updated_at: when it last moved (epoch ms).
+        node_id: the node working on it now; None when none holds its lease.
     """
 
     job_id: str
@@ -302,100 +324,285 @@ class BulkJob:
     processed: int = 0
     changed: int = 0
     skipped: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: tuple[str, ...] = ()
     state: str = "selecting"
     ended_at: int | None = None
+    updated_at: int | None = None
+    node_id: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.state in ("done", "failed")
 
+    @classmethod
+    def of(cls, record: BulkRecord) -> BulkJob:
+        """The job a stored record describes."""
+        return cls(
+            job_id=record.job_id,
+            kind="cancel" if record.kind == "cancel" else "replay",
+            selection=RunSelection(**record.selection),
+            created_at=record.created_at,
+            total=record.total,
+            processed=record.processed,
+            changed=record.changed,
+            skipped=record.skipped,
+            errors=record.errors,
+            state=record.state,
+            ended_at=record.ended_at,
+            updated_at=record.updated_at,
+            node_id=record.lease_owner,
+        )
+
+
+class _LeaseLost(Exception):
+    """Another node took the bulk operation over (this node's lease expired): stop here."""
+
 
 class BulkOperations:
-    """Starts bulk cancels and replays in the background and keeps their progress."""
+    """Bulk cancels and replays, stored, and worked on in the background by one node at a time.
 
-    def __init__(self, engine: Engine, *, keep: int = 100) -> None:
+    Each operation is a row of the store with a lease. The node that starts one works on it;
+    :meth:`resume` takes over any whose lease expired (its node died or stopped), from its
+    cursor. Every page of runs is acted on in the unit of work that moves the cursor and checks
+    the lease, so no run is cancelled or replayed twice, whichever node finishes the work.
+    """
+
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.keep = keep
-        self.jobs: dict[str, BulkJob] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tokens: dict[str, str] = {}
+        self._checked_at: int | None = None
 
-    def start(self, kind: BulkKind, selection: RunSelection) -> BulkJob:
-        """Begin a bulk operation; returns at once with the job to follow.
+    async def start(self, kind: BulkKind, selection: RunSelection) -> BulkJob:
+        """Store a bulk operation and begin it here; returns at once with the job to follow.
 
         Raises:
             ConfigError: the selection's ``if_exp`` does not compile.
         """
         selection.expression()
-        job = BulkJob(new_id(), kind, selection, self.engine.clock.now_ms())
-        self.jobs[job.job_id] = job
-        for old in list(self.jobs)[: max(0, len(self.jobs) - self.keep)]:
-            if self.jobs[old].finished:
-                del self.jobs[old]
-        task = asyncio.create_task(self._run(job), name=f"stepwell-bulk-{job.job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return job
+        engine, now = self.engine, self.engine.clock.now_ms()
+        record = BulkRecord(
+            job_id=new_id(),
+            kind=kind,
+            selection=asdict(selection),
+            state="selecting",
+            total=None,
+            processed=0,
+            changed=0,
+            skipped=0,
+            errors=(),
+            after_run_id=None,
+            lease_owner=engine.node_id,
+            lease_token=new_id(),
+            lease_expires_at=now + engine.lease_ms,
+            created_at=now,
+            updated_at=now,
+        )
+        await engine.store.run(lambda tx: tx.insert_bulk_operation(record))
+        self._work(record)
+        return BulkJob.of(record)
 
-    def get(self, job_id: str) -> BulkJob:
-        """The job, or :class:`NotFound`."""
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"bulk operation {job_id!r} not found (progress is kept in memory)")
-        return job
+    async def get(self, job_id: str) -> BulkJob:
+        """The job as stored (whichever node works on it), or :class:`NotFound`."""
+        record = await self.engine.store.read(lambda tx: tx.get_bulk_operation(job_id))
+        if record is None:
+            raise NotFound(f"bulk operation {job_id!r} not found")
+        return BulkJob.of(record)
 
     async def wait(self, job_id: str) -> BulkJob:
         """Wait until the job finished (for tests and scripts)."""
-        job = self.get(job_id)
+        job = await self.get(job_id)
         while not job.finished:
             await asyncio.sleep(0.02)
+            job = await self.get(job_id)
         return job
 
-    async def _run(self, job: BulkJob) -> None:
-        try:
-            run_ids = await self._select(job)
-            job.total = len(run_ids)
-            job.state = "running"
-            for start in range(0, len(run_ids), GROUP):
-                group = run_ids[start : start + GROUP]
-                await asyncio.gather(*(self._one(job, run_id) for run_id in group))
-            job.state = "done"
-        except Exception as exc:
-            log.exception("bulk %s %s failed", job.kind, job.job_id)
-            job.errors.append(str(exc))
-            job.state = "failed"
-        finally:
-            job.ended_at = self.engine.clock.now_ms()
+    async def resume(self, *, take_over: bool = False) -> int:
+        """Lease every unfinished operation whose lease expired and work on it here, from its
+        cursor; returns how many. ``take_over`` leases every unfinished one (a single node that
+        holds the store alone: what an earlier process held is its own)."""
+        engine, now = self.engine, self.engine.clock.now_ms()
+        self._checked_at = now
+        free_at = FOREVER if take_over else now
+        found = await engine.store.read(lambda tx: tx.resumable_bulk_operations(free_at))
+        taken = 0
+        for job_id in found:
+            if job_id in self._tasks:
+                continue
+            lease = functools.partial(
+                _lease, job_id, engine.node_id, new_id(), free_at, now + engine.lease_ms
+            )
+            record = await engine.store.run(lease)
+            if record is not None:
+                log.info(
+                    "bulk %s %s: continuing after run %s", record.kind, job_id, record.after_run_id
+                )
+                self._work(record)
+                taken += 1
+        return taken
 
-    async def _select(self, job: BulkJob) -> list[str]:
-        """The ids of the runs to act on, read a page at a time (only ids are kept, so a large
-        selection costs little memory); a cancel leaves out runs that have ended."""
-        run_ids: list[str] = []
-        cursor: str | None = None
+    async def resume_due(self) -> int:
+        """:meth:`resume`, at most once per :data:`CHECK_MS` (called from the engine's loops)."""
+        now = self.engine.clock.now_ms()
+        if self._checked_at is not None and now - self._checked_at < CHECK_MS:
+            return 0
+        return await self.resume()
+
+    async def stop(self) -> None:
+        """Stop working on operations here and give their leases up, so another node (or this
+        one, restarted) continues them at once."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        held, self._tokens = self._tokens, {}
+        if held:
+            await self.engine.store.run(
+                lambda tx: [tx.release_bulk_operation(j, t) for j, t in held.items()]
+            )
+
+    def _work(self, record: BulkRecord) -> None:
+        assert record.lease_token is not None
+        self._tokens[record.job_id] = record.lease_token
+        task = asyncio.create_task(self._run(record), name=f"stepwell-bulk-{record.job_id}")
+        self._tasks[record.job_id] = task
+        task.add_done_callback(functools.partial(self._done, record.job_id))
+
+    def _done(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(job_id, None)
+        self._tokens.pop(job_id, None)
+
+    async def _run(self, record: BulkRecord) -> None:
+        token = record.lease_token
+        try:
+            if record.state == "selecting":
+                record = await self._count(record)
+            while record.state == "running":
+                record = await self._page(record)
+        except _LeaseLost:
+            log.warning("bulk %s %s: another node took it over", record.kind, record.job_id)
+        except Exception as exc:
+            log.exception("bulk %s %s failed", record.kind, record.job_id)
+            now = self.engine.clock.now_ms()
+            failed = replace(
+                record, state="failed", errors=(*record.errors, str(exc)), ended_at=now,
+                updated_at=now, lease_owner=None, lease_token=None, lease_expires_at=None,
+            )  # fmt: skip
+            assert token is not None
+            try:
+                await self.engine.store.run(lambda tx: tx.save_bulk_operation(failed, token))
+            except Exception:  # the lease expires; a node takes it over and tries again
+                log.exception(
+                    "bulk %s %s: could not record the failure", record.kind, record.job_id
+                )
+
+    async def _count(self, record: BulkRecord) -> BulkRecord:
+        """Count the matching runs (``total``); a read-only pass, renewing the lease per page."""
+        selection, keep = _bounded(record)
+        total, cursor = 0, None
         while True:
-            page, cursor = await scan_runs(self.engine, job.selection, cursor=cursor, want=PAGE)
-            run_ids += [
-                r.run_id for r in page if job.kind != "cancel" or r.status not in FINAL_STATUSES
-            ]
-            if cursor is None or len(page) < PAGE:
-                return run_ids
+            page, cursor = await scan_runs(self.engine, selection, cursor=cursor, budget=PAGE)
+            total += sum(1 for run in page if keep(run))
+            if cursor is None:
+                return await self._save(replace(record, state="running", total=total))
+            record = await self._save(record)
 
-    async def _one(self, job: BulkJob, run_id: str) -> None:
+    async def _save(self, record: BulkRecord) -> BulkRecord:
+        """Write the record, renewing the lease; raises :class:`_LeaseLost` if another holds it."""
+        token = record.lease_token
+        assert token is not None
+        now = self.engine.clock.now_ms()
+        record = replace(record, updated_at=now, lease_expires_at=now + self.engine.lease_ms)
+        if not await self.engine.store.run(lambda tx: tx.save_bulk_operation(record, token)):
+            raise _LeaseLost
+        return record
+
+    async def _page(self, record: BulkRecord) -> BulkRecord:
+        """Act on the next :data:`GROUP` matching runs after the cursor, in one unit of work
+        that also moves the cursor and renews the lease (or finishes the operation)."""
+        engine = self.engine
+        selection, keep = _bounded(record)
+        found, cursor = await scan_runs(
+            engine, selection, cursor=record.after_run_id, want=GROUP, budget=PAGE
+        )
+        runs = [run for run in found if keep(run)]
+        now = engine.clock.now_ms()
+
+        def unit(tx: Tx) -> BulkRecord:
+            current = tx.get_bulk_operation(record.job_id)
+            if current != record:  # moved by another node meanwhile, or gone
+                raise _LeaseLost
+            changed, errors = _act(engine, tx, record, runs, now)
+            after = cursor if cursor is not None else found[-1].run_id if found else None
+            moved = replace(
+                record,
+                processed=record.processed + len(runs),
+                changed=record.changed + changed,
+                skipped=record.skipped + len(runs) - changed,
+                errors=(*record.errors, *errors)[:MAX_ERRORS],
+                after_run_id=after or record.after_run_id,
+                updated_at=now,
+                lease_expires_at=now + engine.lease_ms,
+            )
+            if cursor is None:
+                moved = replace(
+                    moved, state="done", ended_at=now,
+                    lease_owner=None, lease_token=None, lease_expires_at=None,
+                )  # fmt: skip
+            assert record.lease_token is not None
+            if not tx.save_bulk_operation(moved, record.lease_token):
+                raise _LeaseLost  # rolls back what the page did
+            return moved
+
+        moved = await engine.store.run(unit)
+        if runs:
+            engine.wake()
+        return moved
+
+
+FOREVER = 1 << 62
+"""A time later than any lease's expiry."""
+
+
+def _lease(job_id: str, owner: str, token: str, now: int, until: int, tx: Tx) -> BulkRecord | None:
+    return tx.lease_bulk_operation(job_id, owner, token, now, until)
+
+
+def _bounded(record: BulkRecord) -> tuple[RunSelection, Callable[[RunRecord], bool]]:
+    """The operation's selection, limited to runs queued before it was asked for (so a replay
+    never selects the runs it starts), and whether a listed run is one it acts on: a cancel
+    leaves out runs that had ended before it was asked for."""
+    selection = RunSelection(**record.selection)
+    before = record.created_at
+    if selection.started_before is not None:
+        before = min(before, selection.started_before)
+    asked = record.created_at
+
+    def keep(run: RunRecord) -> bool:
+        ended_before = run.status in FINAL_STATUSES and (run.ended_at or 0) < asked
+        return record.kind != "cancel" or not ended_before
+
+    return replace(selection, started_before=before), keep
+
+
+def _act(
+    engine: Engine, tx: Tx, record: BulkRecord, runs: list[RunRecord], now: int
+) -> tuple[int, list[str]]:
+    """Cancel or rerun each run inside the caller's unit; returns how many changed, and errors."""
+    changed, errors = 0, []
+    for run in runs:
         try:
-            if job.kind == "cancel":
-                done = await self.engine.cancel(run_id, f"cancelled by bulk cancel {job.job_id}")
+            if record.kind == "cancel":
+                reason = f"cancelled by bulk cancel {record.job_id}"
+                done = engine.transitions.cancel(tx, run.run_id, now, reason)
             else:
-                await rerun(self.engine, run_id)
+                _rerun(engine, tx, run, now)
                 done = True
-        except Exception as exc:
+        except StepwellError as exc:  # raised before the run's writes: nothing to undo
             done = False
-            if len(job.errors) < 10:
-                job.errors.append(f"run {run_id}: {exc}")
-        job.processed += 1
-        if done:
-            job.changed += 1
-        else:
-            job.skipped += 1
+            errors.append(f"run {run.run_id}: {exc}")
+        changed += done
+    return changed, errors
 
 
 def selection_from(params: Mapping[str, Any]) -> RunSelection:

@@ -423,6 +423,40 @@ class Tx(Protocol):
         """
         ...
 
+    # -- bulk operations ------------------------------------------------------------------------
+
+    def insert_bulk_operation(self, record: BulkRecord) -> None:
+        """Insert a bulk operation. Raises on a duplicate ``job_id``."""
+        ...
+
+    def get_bulk_operation(self, job_id: str) -> BulkRecord | None:
+        """The bulk operation, or None."""
+        ...
+
+    def resumable_bulk_operations(self, now: int, limit: int = 10) -> list[str]:
+        """Ids of up to ``limit`` unfinished bulk operations (``selecting`` or ``running``) whose
+        lease is free or expired at ``now``, oldest first."""
+        ...
+
+    def lease_bulk_operation(
+        self, job_id: str, owner: str, token: str, now: int, until: int
+    ) -> BulkRecord | None:
+        """Take the lease of an unfinished bulk operation that is free or expired at ``now``:
+        hold it as ``owner`` with a new ``token`` until ``until``. Atomic: of nodes racing for
+        it, one gets the record back; the others (and any call on a finished or leased
+        operation) get None and write nothing."""
+        ...
+
+    def save_bulk_operation(self, record: BulkRecord, token: str) -> bool:
+        """Write the record's progress, state and lease, only while ``token`` still holds the
+        lease; returns whether it wrote. A unit that acted on runs must roll back on False."""
+        ...
+
+    def release_bulk_operation(self, job_id: str, token: str) -> bool:
+        """Give the lease up, if ``token`` holds it, so any node takes the operation over at
+        once; returns whether it did."""
+        ...
+
 
 class Store(Protocol):
     """A durable home for everything stepwell knows."""
@@ -455,3 +489,48 @@ class PruneCount:
 
     def __add__(self, other: PruneCount) -> PruneCount:
         return PruneCount(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+# -- bulk operations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRecord:
+    """A bulk cancel or replay as stored (table ``bulk_operations``).
+
+    Attributes:
+        job_id: a ULID.
+        kind: ``cancel`` or ``replay``.
+        selection: the runs it acts on, the fields of the engine's ``RunSelection``.
+        state: ``selecting``, ``running``, ``done`` or ``failed``.
+        total: how many runs matched; None while selecting.
+        processed: how many of them were handled so far.
+        changed: how many were cancelled (or rerun).
+        skipped: how many needed nothing or could not be handled.
+        errors: the first few errors, in plain words.
+        after_run_id: the last run handled (runs are handled newest first); None before any.
+        lease_owner: the node working on it, while leased.
+        lease_token: new at every lease; writes check it, so a node that lost the lease
+            cannot write.
+        lease_expires_at: when another node may take it over.
+        created_at: when it was asked for; runs created since are not selected.
+        updated_at: its last write.
+        ended_at: when it finished.
+    """
+
+    job_id: str
+    kind: str
+    selection: dict[str, Any]
+    state: str
+    total: int | None
+    processed: int
+    changed: int
+    skipped: int
+    errors: tuple[str, ...]
+    after_run_id: str | None
+    lease_owner: str | None
+    lease_token: str | None
+    lease_expires_at: int | None
+    created_at: int
+    updated_at: int
+    ended_at: int | None = None

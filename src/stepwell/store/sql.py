@@ -17,7 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 import orjson
 
-from stepwell.store.base import PruneCount
+from stepwell.store.base import BulkRecord, PruneCount
 from stepwell.store.records import (
     FINAL_STATUSES,
     AppRecord,
@@ -852,8 +852,70 @@ class SqlTx:
         )
         return PruneCount(runs=runs, memo=memo, run_events=run_events, events=events)
 
+    # -- bulk operations ------------------------------------------------------------------------
+
+    def insert_bulk_operation(self, record: BulkRecord) -> None:
+        self._x(
+            f"INSERT INTO bulk_operations ({_BULK.columns}) VALUES ({_marks(len(_BULK.names))})",
+            _BULK.params(record),
+        )
+
+    def get_bulk_operation(self, job_id: str) -> BulkRecord | None:
+        return self._get(_BULK, "FROM bulk_operations WHERE job_id = ?", (job_id,))
+
+    def resumable_bulk_operations(self, now: int, limit: int = 10) -> list[str]:
+        rows = self._all(
+            f"SELECT job_id FROM bulk_operations WHERE {_UNFINISHED} "
+            "AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ORDER BY job_id LIMIT ?",
+            (now, limit),
+        )
+        return [r[0] for r in rows]
+
+    def lease_bulk_operation(
+        self, job_id: str, owner: str, token: str, now: int, until: int
+    ) -> BulkRecord | None:
+        # One conditional UPDATE: on PostgreSQL a racing node waits for the row lock, then
+        # finds the lease no longer expired and updates nothing.
+        row = self._one(
+            "UPDATE bulk_operations SET lease_owner = ?, lease_token = ?, lease_expires_at = ?, "
+            f"updated_at = ? WHERE job_id = ? AND {_UNFINISHED} "
+            f"AND (lease_expires_at IS NULL OR lease_expires_at <= ?) RETURNING {_BULK.columns}",
+            (owner, token, until, now, job_id, now),
+        )
+        return None if row is None else _BULK.load(row)
+
+    def save_bulk_operation(self, record: BulkRecord, token: str) -> bool:
+        settable = [
+            n for n in _BULK.names if n not in ("job_id", "kind", "selection", "created_at")
+        ]
+        values = dict(zip(_BULK.names, _BULK.params(record), strict=True))
+        return (
+            self._changed(
+                f"UPDATE bulk_operations SET {', '.join(f'{n} = ?' for n in settable)} "
+                "WHERE job_id = ? AND lease_token = ?",
+                [*(values[n] for n in settable), record.job_id, token],
+            )
+            == 1
+        )
+
+    def release_bulk_operation(self, job_id: str, token: str) -> bool:
+        return (
+            self._changed(
+                "UPDATE bulk_operations SET lease_owner = NULL, lease_token = NULL, "
+                "lease_expires_at = NULL WHERE job_id = ? AND lease_token = ?",
+                (job_id, token),
+            )
+            == 1
+        )
+
 
 def _where(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
     """AND the clauses whose value is not None; ``1 = 1`` when none is."""
     used = [(sql, value) for sql, value in clauses if value is not None]
     return " AND ".join(["1 = 1", *(sql for sql, _ in used)]), [v for _, v in used]
+
+
+# -- bulk operations -----------------------------------------------------------------------------
+
+_BULK = _Shape(BulkRecord, ("selection", "errors"), tuples=("errors",))
+_UNFINISHED = "state IN ('selecting', 'running')"

@@ -23,7 +23,8 @@ from stepwell.errors import StepwellError
 
 
 def operations(request: Request) -> BulkOperations:
-    bulk: BulkOperations = request.app.state.bulk
+    """The engine's bulk operations: stored, so any node answers for any of them."""
+    bulk: BulkOperations = request.app.state.engine.bulk
     return bulk
 
 
@@ -45,9 +46,11 @@ def job_json(job: BulkJob) -> dict[str, Any]:
         "processed": job.processed,
         "changed": job.changed,
         "skipped": job.skipped,
-        "errors": job.errors,
+        "errors": list(job.errors),
         "created_at": job.created_at,
         "ended_at": job.ended_at,
+        "updated_at": job.updated_at,
+        "node_id": job.node_id,
     }
 
 
@@ -76,7 +79,7 @@ async def _start_rest(request: Request, kind: BulkKind) -> Response:
         selection = _resolve(request, parse_selection(body))
         if selection.function_id is None and selection.app_id is None:
             return error(400, "give function_id or app_id: which runs to act on")
-        job = operations(request).start(kind, selection)
+        job = await operations(request).start(kind, selection)
     except StepwellError as exc:
         return from_exception(exc)
     return JSON(job_json(job), status_code=201)
@@ -92,7 +95,7 @@ async def create_replay(request: Request) -> Response:
 
 async def get_job(request: Request) -> Response:
     try:
-        job = operations(request).get(request.path_params["job_id"])
+        job = await operations(request).get(request.path_params["job_id"])
     except StepwellError as exc:
         return from_exception(exc)
     return JSON(job_json(job))
@@ -109,7 +112,7 @@ async def start_from_form(request: Request) -> Response:
         if kind not in ("cancel", "replay"):
             raise ValueError("kind must be cancel or replay")
         selection = parse_selection(fields)
-        job = operations(request).start(kind, selection)  # type: ignore[arg-type]
+        job = await operations(request).start(kind, selection)  # type: ignore[arg-type]
     except (StepwellError, ValueError) as exc:
         return redirect("/", error=str(exc))
     return redirect(f"/bulk/{job.job_id}")
@@ -117,7 +120,7 @@ async def start_from_form(request: Request) -> Response:
 
 async def job_page(request: Request) -> Response:
     try:
-        job = operations(request).get(request.path_params["job_id"])
+        job = await operations(request).get(request.path_params["job_id"])
     except StepwellError as exc:
         return page(request, "Bulk operation not found", f"<p>{esc(exc)}</p>", status_code=404)
     s = job.selection
