@@ -26,6 +26,7 @@ from stepwell.engine.drivers.base import Driver, FunctionUnavailable
 from stepwell.engine.drivers.inprocess import InProcessDriver
 from stepwell.engine.ingest import Router, validate_events
 from stepwell.engine.local_lease import LeasingTx
+from stepwell.engine.observers import ObservedStore, RunEndings
 from stepwell.engine.operations import BulkOperations
 from stepwell.engine.registry import FunctionSpec, Registry, parse_function
 from stepwell.engine.transitions import Effects, Transitions, new_cron_run
@@ -75,7 +76,9 @@ class Engine:
         retry_interval_ms: a fixed delay between attempts instead of the exponential schedule.
 
     Attributes:
-        run_listeners: called with ``(run, status)`` after a run invoked on this node ended.
+        store: ``store`` as an :class:`~.observers.ObservedStore`; every unit goes through it.
+        run_listeners: called with ``(run_id, status)`` once a unit of work of this node that
+            ended a run has committed, whatever ended it (see :mod:`.observers`).
     """
 
     def __init__(
@@ -90,7 +93,7 @@ class Engine:
         http: Driver | None = None,
         retry_interval_ms: int | None = None,
     ) -> None:
-        self.store = store
+        self.store = ObservedStore(store)
         self.clock: Clock = clock or SystemClock()
         self.concurrency = concurrency
         self.lease_ms = lease_ms
@@ -107,7 +110,9 @@ class Engine:
         self._loops: list[asyncio.Task[None]] = []
         self._running = False
         self._claim_was_full = False
-        self.run_listeners: list[Callable[[RunRecord, str], None]] = []
+        endings = RunEndings()
+        self.run_listeners = endings.listeners
+        self.store.observers.append(endings)
         # Where nodes share the store, each checks it routes with the apps the store has.
         self._shared = wakeups.notifier_of(store) is not None
         self._apps_version: tuple[int, int, int] | None = None
@@ -411,7 +416,7 @@ class Engine:
 
     async def _dispatch_loop(self) -> None:
         # Other nodes' new work sets _wake too, so an idle node sleeps instead of polling.
-        listening = await wakeups.listen(self.store, self._wake)
+        listening = await wakeups.listen(self.store.backend, self._wake)
         try:
             while self._running:
                 self._wake.clear()
@@ -435,7 +440,7 @@ class Engine:
         if len(self._inflight) >= self.concurrency:
             return now + wakeups.IDLE_POLL_MS  # woken when an invocation finishes
         queued = await self.store.read(lambda tx: tx.next_available_at())
-        idle = wakeups.idle_poll_ms(self.store, self.lease_ms)
+        idle = wakeups.idle_poll_ms(self.store.backend, self.lease_ms)
         candidates = [now + idle, *self._cron_next.values()]
         if queued is not None:
             candidates.append(queued)
@@ -562,11 +567,7 @@ class Engine:
                 tx.set_run_attempt(run.run_id, 0)
             return self.transitions.apply(tx, run, spec, item, owner, result, done_at)
 
-        effects = await self._run_leasing(commit, done_at)
-        if effects.ended is not None:
-            for listener in self.run_listeners:
-                listener(run, effects.ended)
-        return effects
+        return await self._run_leasing(commit, done_at)
 
     # -- tests and tools -------------------------------------------------------------------------
 

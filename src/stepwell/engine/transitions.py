@@ -69,7 +69,6 @@ class Effects:
     """What a unit of work changed that the engine should react to after commit."""
 
     wake: bool = False
-    ended: RunStatus | None = None
 
 
 class Transitions:
@@ -152,13 +151,13 @@ class Transitions:
     ) -> Effects:
         if result.error is None:
             self.finish(tx, run, "Completed", now, output=result.output)
-            return Effects(wake=True, ended="Completed")
+            return Effects(wake=True)
         if result.retriable:
             return self._retry(
                 tx, run, spec, item, owner, result.retry_after_ms, now, True, result.error
             )
         self.finish(tx, run, "Failed", now, error=result.error)
-        return Effects(wake=True, ended="Failed")
+        return Effects(wake=True)
 
     def _retry(
         self,
@@ -185,7 +184,7 @@ class Transitions:
             self.finish(
                 tx, run, "Failed", now, error=error or {"name": "Error", "message": "failed"}
             )
-            return Effects(wake=True, ended="Failed")
+            return Effects(wake=True)
         if retry_after_ms is not None:
             delay = retry_after_ms
         elif self.retry_interval_ms is not None:
@@ -342,7 +341,7 @@ class Transitions:
             limit = spec.flow.finish_timeout_ms if spec is not None else None
             reason = f"timed out: not finished within timeouts.finish ({limit} ms)"
         self.finish(tx, run, "Cancelled", now, reason=reason)
-        return Effects(wake=True, ended="Cancelled")
+        return Effects(wake=True)
 
     # -- endings ---------------------------------------------------------------------------------
 

@@ -4,24 +4,25 @@ Two kinds of figures:
 
 * **Counted as they happen on this node** (counters and a histogram, since the process
   started): events ingested, runs started and ended, step durations, retries, HTTP driver
-  errors. They are observed at the store seam: each unit of work runs against a thin observing
-  ``Tx`` that notes what the verbs wrote (an event inserted, a run finished, a memo row with its
+  errors. They are observed at the store seam (:mod:`stepwell.engine.observers`): each unit of
+  work runs against a thin observing ``Tx`` that notes what the verbs wrote (an event inserted, a run finished, a memo row with its
   start time, an attempt counter moved up), and the notes are counted only once the unit has
   committed, so a unit rolled back counts nothing. HTTP driver errors are the invocations whose
   result is an ``HTTPDriverError`` (the app could not be reached, or its answer was refused).
 * **Read from the store at scrape time** (gauges, the same on every node): runs by status, queue
   depth, and queue lag (how long the oldest due, unleased queue item has been waiting).
 
-:func:`instrument` installs the observers on an engine once (wrapping its store's ``run`` and its
-HTTP driver's ``invoke`` on those instances); building a second app on the same engine shares
+:func:`instrument` installs the observers on an engine once (a unit observer on its store, and
+a wrapper of its HTTP driver's ``invoke``); building a second app on the same engine shares
 them.
 """
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -35,7 +36,6 @@ from stepwell.store.records import EventRecord, RunRecord
 if TYPE_CHECKING:
     from stepwell.engine.engine import Engine
 
-T = TypeVar("T")
 STATUSES = ("Queued", "Running", "Completed", "Failed", "Cancelled")
 STEP_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 3600)
 
@@ -79,6 +79,11 @@ class Metrics:
             "How long the oldest due, unleased queue item has been waiting (0 when none)",
             registry=r,
         )
+
+    def begin(self, tx: Tx) -> tuple[Tx, Callable[[], None]]:
+        """Observe one execution of a unit of work (a :class:`~.observers.UnitObserver`)."""
+        observing = _ObservingTx(tx)
+        return cast(Tx, observing), functools.partial(self.count, observing.notes)
 
     def count(self, notes: list[tuple[str, Any, Any]]) -> None:
         """Count what one committed unit of work wrote."""
@@ -130,10 +135,11 @@ class _ObservingTx:
         value: Any,
         now: int,
         started_at: int | None = None,
-        attempts: int = 1,
+        *more: Any,
+        **options: Any,
     ) -> bool:
         written = self._tx.put_memo(
-            run_id, step_key, step_id, kind, value, now, started_at, attempts
+            run_id, step_key, step_id, kind, value, now, started_at, *more, **options
         )
         if written and started_at is not None:
             self.notes.append(("step", kind, max(0, now - started_at) / 1000))
@@ -151,22 +157,7 @@ def instrument(engine: Engine) -> Metrics:
     if existing is not None:
         return existing
     metrics = _instrumented[engine] = Metrics()
-    store = engine.store
-    run_unit = store.run
-
-    async def observed_run(work: Callable[[Tx], T]) -> T:
-        observers: list[_ObservingTx] = []
-
-        def unit(tx: Tx) -> T:
-            observers[:] = [_ObservingTx(tx)]  # a retried unit counts its last execution only
-            return work(cast(Tx, observers[0]))
-
-        result = await run_unit(unit)
-        if observers:
-            metrics.count(observers[0].notes)
-        return result
-
-    setattr(store, "run", observed_run)  # noqa: B010 - instance-level hook, see module docstring
+    engine.store.observers.append(metrics)
     if engine.http is not None:
         _observe_http(engine.http, metrics)
     return metrics

@@ -1,9 +1,12 @@
 """OpenTelemetry traces: one trace per run, one span per step. Off unless configured.
 
-When a run that this node invoked ends, its memo is read back and drawn as spans with the
+When a unit of work of this node has ended a run and committed — whatever ended it: the run's
+own outcome, a timeout, or a cancellation by request, by a ``cancel_on`` event or by a singleton
+(see :mod:`stepwell.engine.observers`) — the run's memo is read back and drawn as spans with the
 recorded times: a ``run <function>`` span from the moment the run was queued to its end, and a
 ``step <id>`` span under it for each step, from its start (or the previous step's end) to its
-recorded result. The trace id is derived from the run id, so every tool shows one run as one
+recorded result. A failed run's span has an error status; a cancelled run's carries the reason
+in ``stepwell.cancel_reason``. The trace id is derived from the run id, so every tool shows one run as one
 trace. Spans are made after the fact, so nothing is added to the path of a running step.
 
 Configured by OpenTelemetry's own environment variables: with ``OTEL_EXPORTER_OTLP_ENDPOINT``
@@ -61,8 +64,8 @@ class RunTracer:
         self._tasks: set[asyncio.Task[None]] = set()
         engine.run_listeners.append(self._ended)
 
-    def _ended(self, run: RunRecord, status: str) -> None:
-        task = asyncio.get_running_loop().create_task(self.trace(run.run_id))
+    def _ended(self, run_id: str, status: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.trace(run_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -105,6 +108,8 @@ class RunTracer:
         if run.status == "Failed":
             message = (run.error or {}).get("message", "failed")
             root.set_status(Status(StatusCode.ERROR, str(message)))
+        elif run.status == "Cancelled":
+            root.set_attribute("stepwell.cancel_reason", run.cancel_reason or "cancelled")
         parent = trace.set_span_in_context(root)
         last = run.started_at or run.created_at
         for m in memo:
