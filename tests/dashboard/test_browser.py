@@ -94,7 +94,7 @@ def _send_from_form(page: Any, name: str, data: str) -> None:
     page.wait_for_url("**/events/*")
 
 
-def test_a_sent_event_shows_its_run_live_and_the_run_reruns_from_a_step(
+def test_a_sent_event_shows_its_run_live_and_the_run_reruns_from_a_step_with_edited_input(
     browser: Any, shots: Path
 ) -> None:
     runs = browser.new_page()
@@ -120,7 +120,7 @@ def test_a_sent_event_shows_its_run_live_and_the_run_reruns_from_a_step(
 
     step = runs.locator('section[data-step-id="double"]')
     step.get_by_text("Rerun from this step").click()
-    step.locator('textarea[data-edit-step="fetch"]').fill('{"n": 21}')
+    step.locator('textarea[data-edit-input="double"]').fill('[{"n": 21}]')
     step.get_by_role("button", name="Rerun from double").click()
     runs.wait_for_selector("text=Rerun from a step")
     runs.wait_for_selector(".status-completed")  # the page follows the run, no reload by us

@@ -163,6 +163,45 @@ async def test_rerun_from_a_step_replays_earlier_steps_with_edited_output(tmp_pa
         assert (await _wait_status(client, own_id, "Completed"))["output"] == {"result": 1000}
         page = (await client.get(f"/runs/{run['run_id']}")).text
         assert 'data-own-output="double"' in page and 'data-edit-step="fetch"' in page
+        assert 'data-edit-input="double"' in page and 'aria-label="input of double"' in page
+
+
+async def test_rerun_from_a_step_with_edited_input_from_the_form_and_the_rest_api(
+    tmp_path: Path,
+) -> None:
+    async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
+        event_id = await _send(client, "demo/pipeline", {"n": 4})
+        run = await _wait_run(client, event_id, "Completed")
+        steps = (await client.get(f"/v1/runs/{run['run_id']}/steps")).json()["data"]
+        by_id = {s["step_id"]: s for s in steps}
+        assert by_id["double"]["input"] == [{"n": 4}]
+        key = by_id["double"]["step_key"]
+        form = await client.post(
+            f"/runs/{run['run_id']}/rerun", data={"step_key": key, "input": '[{"n": 50}]'}
+        )
+        form_id = form.headers["location"].split("/runs/")[1].split("?")[0]
+        assert (await _wait_status(client, form_id, "Completed"))["output"] == {"result": 100}
+        rest = await client.post(
+            f"/v1/runs/{run['run_id']}/rerun", json={"step_key": key, "input": [{"n": 7}]}
+        )
+        assert rest.status_code == 201, rest.text
+        rest_id = rest.json()["data"]["run_id"]
+        assert (await _wait_status(client, rest_id, "Completed"))["output"] == {"result": 14}
+        rerun_steps = (await client.get(f"/v1/runs/{rest_id}/steps")).json()["data"]
+        assert [s["input"] for s in rerun_steps if s["step_id"] == "double"] == [[{"n": 7}]]
+        # bad input is refused with the reason, and starts nothing
+        bad_json = await client.post(
+            f"/runs/{run['run_id']}/rerun", data={"step_key": key, "input": "[oops"}
+        )
+        assert "error=" in bad_json.headers["location"]
+        not_list = await client.post(
+            f"/v1/runs/{run['run_id']}/rerun", json={"step_key": key, "input": {"n": 1}}
+        )
+        assert not_list.status_code == 400 and "list of its arguments" in not_list.text
+        unknown = await client.post("/v1/runs/nope/rerun", json={})
+        assert unknown.status_code == 404
+        all_runs = (await client.get(f"/v1/events/{event_id}/runs")).json()["data"]
+        assert len(all_runs) == 3
 
 
 async def test_cancel_replay_and_invoke_from_the_dashboard(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ class RunCheckpointer:
         run_id = self._run_id
 
         def write(tx: Tx) -> None:
-            if tx.put_memo(run_id, op.key, op.step_id, "run", value, now, started):
+            if tx.put_memo(run_id, op.key, op.step_id, "run", value, now, started, 1, op.input):
                 return
             recorded = next((m.value for m in tx.get_memo(run_id) if m.step_key == op.key), None)
             if recorded != value:

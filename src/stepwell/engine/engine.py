@@ -37,6 +37,7 @@ from stepwell.protocol.ops import CallRequest
 from stepwell.store.base import Store, Tx
 from stepwell.store.records import (
     FINAL_STATUSES,
+    INPUT_KIND,
     AppRecord,
     FunctionRecord,
     MemoRecord,
@@ -541,7 +542,7 @@ class Engine:
             event=events[0] if events else {},
             events=events,
             memo={m.step_key: m.value for m in memo},
-            stack=[m.step_key for m in memo],
+            stack=[m.step_key for m in memo if m.kind != INPUT_KIND],
             memo_kinds={m.step_key: m.kind for m in memo},
             memo_ids={m.step_key: m.step_id for m in memo},
             now_ms=now,

@@ -27,7 +27,13 @@ from stepwell.engine.ingest import start_run
 from stepwell.errors import ConfigError, NotFound, StepwellError
 from stepwell.ids import new_id
 from stepwell.store.base import BulkRecord, Tx
-from stepwell.store.records import FINAL_STATUSES, EventRecord, RunFilter, RunRecord
+from stepwell.store.records import (
+    FINAL_STATUSES,
+    INPUT_KIND,
+    EventRecord,
+    RunFilter,
+    RunRecord,
+)
 
 if TYPE_CHECKING:
     from stepwell.engine.engine import Engine
@@ -98,22 +104,30 @@ async def rerun_from_step(
     run_id: str,
     step_key: str | None,
     outputs: Mapping[str, Any] | None = None,
+    input: list[Any] | None = None,
 ) -> RunRecord:
     """Start a new run whose memo holds the steps of ``run_id`` completed before ``step_key``.
 
     The handler replays those steps from the memo and runs ``step_key`` and every later step
-    again. ``outputs`` replaces the recorded output (``{"data": ...}``) of some of the seeded
-    steps, by step key: the input the rerun step sees when it reads what earlier steps returned.
-    An output given for ``step_key`` itself seeds that step too, so the rerun continues after it
-    with that output. ``step_key`` None seeds nothing (a plain rerun).
+    again. ``input`` replaces the arguments ``step_key`` was called with (its recorded input,
+    ``step.run(id, fn, *args)``): the rerun step's body is called with these instead. Only a step
+    that recorded an input can be given one. ``outputs`` replaces the recorded output
+    (``{"data": ...}``) of some of the seeded steps, by step key; an output given for ``step_key``
+    itself seeds that step too, so the rerun continues after it with that output. ``step_key``
+    None seeds nothing (a plain rerun).
 
     Raises:
         NotFound: no such run or step, or the function is no longer registered.
-        ConfigError: ``outputs`` names a step that is not seeded.
+        ConfigError: ``outputs`` names a step that is not seeded; ``input`` is not a list, or is
+            given for a step that recorded none.
     """
     original = await engine.get_run(run_id)
     spec = _spec(engine, original.function_id)
     edits = dict(outputs or {})
+    if input is not None and not isinstance(input, list):
+        raise ConfigError('a step\'s input is the list of its arguments, e.g. [1, "a"]')
+    if input is not None and step_key is None:
+        raise ConfigError("an input needs the step it is for")
     now = engine.clock.now_ms()
 
     def unit(tx: Tx) -> RunRecord:
@@ -123,6 +137,12 @@ async def rerun_from_step(
             target = next((m for m in memo if m.step_key == step_key), None)
             if target is None:
                 raise NotFound(f"run {run_id!r} has no completed step {step_key!r}")
+            if input is not None and target.input is None:
+                raise ConfigError(
+                    f"step {target.step_id!r} recorded no input (it was called without "
+                    "arguments, or by an SDK that does not report them): it can be rerun, "
+                    "but not with edited input"
+                )
             # An edited output for the step itself seeds it too: the rerun starts after it.
             seeded = [
                 m
@@ -141,7 +161,14 @@ async def rerun_from_step(
         for m in seeded:
             # no start time: these steps did not run in this run (nor count as step durations)
             value = {"data": edits[m.step_key]} if m.step_key in edits else m.value
-            tx.put_memo(run.run_id, m.step_key, m.step_id, m.kind, value, now, None, m.attempts)
+            tx.put_memo(
+                run.run_id, m.step_key, m.step_id, m.kind, value, now, None, m.attempts, m.input
+            )
+        if input is not None and step_key is not None and step_key not in edits:
+            # holds no outcome: the step runs, with these arguments, and its outcome replaces it
+            step_id = next(m.step_id for m in memo if m.step_key == step_key)
+            seed = {"input": input}
+            tx.put_memo(run.run_id, step_key, step_id, INPUT_KIND, seed, now, None, 1, input)
         return run
 
     run = await engine.store.run(unit)
@@ -440,6 +467,10 @@ class BulkOperations:
                 self._work(record)
                 taken += 1
         return taken
+
+    def working(self) -> list[str]:
+        """The ids of the operations this node works on now."""
+        return list(self._tasks)
 
     async def resume_due(self) -> int:
         """:meth:`resume`, at most once per :data:`CHECK_MS` (called from the engine's loops)."""

@@ -198,11 +198,13 @@ class Transitions:
 
     def _apply_op(self, tx: Tx, run: RunRecord, op: StepOp, now: int) -> None:
         if isinstance(op, StepRun):
+            value = {"data": op.data}
             tx.put_memo(
-                run.run_id, op.key, op.step_id, "run", {"data": op.data}, now, op.started_at
+                run.run_id, op.key, op.step_id, "run", value, now, op.started_at, 1, op.input
             )
         elif isinstance(op, StepFailed):
-            tx.put_memo(run.run_id, op.key, op.step_id, "run", {"error": op.error}, now)
+            value = {"error": op.error}
+            tx.put_memo(run.run_id, op.key, op.step_id, "run", value, now, None, 1, op.input)
         elif isinstance(op, Sleep):
             due = op.until_ms if op.until_ms is not None else now + (op.duration_ms or 0)
             tx.enqueue(_timer("sleep", run, op.key, op.step_id, due))

@@ -14,12 +14,16 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class StepRun:
-    """A ``step.run`` body returned ``data``: memoize ``{"data": data}``."""
+    """A ``step.run`` body returned ``data``: memoize ``{"data": data}``.
+
+    ``input`` is the arguments the body was called with (a JSON list), when the SDK reports them.
+    """
 
     key: str
     step_id: str
     data: Any
     started_at: int | None = None
+    input: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,7 @@ class StepFailed:
     key: str
     step_id: str
     error: dict[str, Any]
+    input: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +141,16 @@ StepOp = (
     | Gateway
 )
 SUSPENDING = (Sleep, WaitForEvent, InvokeFunction)
+
+
+def pending_input(value: Any) -> list[Any] | None:
+    """The arguments of a memo value that holds no outcome, only the input a step must run with
+    (``{"input": [...]}``, what a rerun with edited input seeds); None for any other value."""
+    if isinstance(value, dict) and len(value) == 1:
+        args = value.get("input")
+        if isinstance(args, list):
+            return args
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,6 +192,8 @@ def encode_op(op: StepOp) -> dict[str, Any]:
         }
     else:
         raise TypeError(f"{type(op).__name__} is not an op the call protocol carries")
+    if isinstance(op, StepRun | StepFailed) and op.input is not None:
+        wire["opts"] = {"type": "step.run", "input": op.input}
     return wire
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from stepwell.protocol.ops import (
     StepOp,
     StepPlanned,
     StepRun,
+    pending_input,
 )
 from stepwell.protocol.ops import StepError as StepErrorOp
 from stepwell.protocol.step_ids import StepCounter
@@ -51,6 +53,7 @@ class _Found:
     key: str
     step_id: str
     body: Callable[[], Awaitable[Any]]
+    input: list[Any] | None = None
 
 
 def retry_delay_ms(exc: RetryAfterError, now_ms: int) -> int:
@@ -74,6 +77,12 @@ class Execution:
         self.request = request
         self.checkpointer = checkpointer
         self.memo: dict[str, Any] = dict(request.memo)
+        # Seeded inputs (a rerun with edited input) are not outcomes: those steps run, with them.
+        self.inputs: dict[str, list[Any]] = {}
+        for key, value in request.memo.items():
+            if (args := pending_input(value)) is not None:
+                self.inputs[key] = args
+                del self.memo[key]
         self.unvisited: set[str] = set(self.memo)
         self.counter = StepCounter()
         self.ops: list[StepOp] = []
@@ -169,45 +178,64 @@ class Execution:
     # -- running step bodies ---------------------------------------------------------------------
 
     async def run_body(
-        self, key: str, unique: str, body: Callable[[], Awaitable[Any]]
+        self,
+        key: str,
+        unique: str,
+        body: Callable[[], Awaitable[Any]],
+        input: list[Any] | None = None,
     ) -> StepRun | StepFailed | StepErrorOp:
-        """Execute a step body and turn its outcome into an op."""
+        """Execute a step body and turn its outcome into an op (``input``: its arguments)."""
         token = _IN_STEP.set(unique)
         self.inflight += 1
         started = self.request.now_ms
         try:
             result = await body()
             value = to_json_value(result, what=f"output of step {unique!r}", limit=MAX_STEP_OUTPUT)
-            return StepRun(key, unique, value, started_at=started)
+            return StepRun(key, unique, value, started_at=started, input=input)
         except Interrupt:
             raise
         except Exception as exc:
-            return self._step_failure(key, unique, exc)
+            return self._step_failure(key, unique, exc, input)
         finally:
             _IN_STEP.reset(token)
             self.inflight -= 1
             self._touch()
 
-    def _step_failure(self, key: str, unique: str, exc: Exception) -> StepFailed | StepErrorOp:
+    def _step_failure(
+        self, key: str, unique: str, exc: Exception, input: list[Any] | None
+    ) -> StepFailed | StepErrorOp:
         error = serialize_error(exc)
         final = isinstance(exc, NonRetriableError) or (
             self.attempt + 1 >= self.request.max_attempts
         )
         if final:
-            return StepFailed(key, unique, error)
+            return StepFailed(key, unique, error, input=input)
         delay = retry_delay_ms(exc, self.now_ms()) if isinstance(exc, RetryAfterError) else None
         return StepErrorOp(key, unique, error, retry_after_ms=delay)
 
-    async def run_step(self, step_id: str, kind: str, body: Callable[[], Awaitable[Any]]) -> Any:
-        """The common path of every step that executes a body (``run``, ``send_event`` over HTTP)."""
+    async def run_step(
+        self,
+        step_id: str,
+        kind: str,
+        fn: Callable[..., Awaitable[Any]],
+        args: Sequence[Any] = (),
+    ) -> Any:
+        """The common path of every step that executes a body, ``fn(*args)`` (``run``,
+        ``send_event`` over HTTP). ``args`` are the step's input: recorded with its outcome
+        when they are JSON, and replaced by the input a rerun seeded for the step."""
         key, unique, memoized, value = self.claim(step_id, kind)
         if memoized:
             return unwrap_memo(unique, value)
         await self.before_new_step(key, unique)
+        seeded = self.inputs.get(key)
+        if seeded is not None:
+            args = seeded
+        body = functools.partial(fn, *args)
+        input = _recordable(unique, args)
         if self.checkpointer is None:
-            self.found.append(_Found(key, unique, body))
+            self.found.append(_Found(key, unique, body, input))
             await self.park(None)
-        op = await self.run_body(key, unique, body)
+        op = await self.run_body(key, unique, body, input)
         return await self.record(op)
 
     async def record(self, op: StepRun | StepFailed | StepErrorOp) -> Any:
@@ -234,7 +262,7 @@ class Execution:
         single = len(self.found) == 1 and not self.ops
         if target is not None or (single and not self.request.disable_immediate_execution):
             found = self.found[0]
-            self.ops.append(await self.run_body(found.key, found.step_id, found.body))
+            self.ops.append(await self.run_body(found.key, found.step_id, found.body, found.input))
             return
         self.ops.extend(StepPlanned(f.key, f.step_id) for f in self.found)
 
@@ -245,6 +273,18 @@ class Execution:
         if not task.done():
             task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def _recordable(unique: str, args: Sequence[Any]) -> list[Any] | None:
+    """A step's arguments as its recorded input: None when there are none or they are not JSON
+    (the step still runs with them; it just cannot be rerun with edited input)."""
+    if not args:
+        return None
+    try:
+        value = to_json_value(list(args), what=f"input of step {unique!r}", limit=MAX_STEP_OUTPUT)
+    except Exception:
+        return None
+    return value if isinstance(value, list) else None
 
 
 class _Abort(Interrupt):

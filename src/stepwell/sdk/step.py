@@ -41,11 +41,13 @@ class Step:
 
         Retried on error (the function's ``retries``); a plain function runs in a worker thread.
         Returns the recorded result on replay; raises :class:`~stepwell.StepError` if the step
-        failed for good.
+        failed for good. The positional ``args`` are the step's *input*: recorded with its
+        result (when they are JSON) and shown on the dashboard, where a rerun from this step
+        can edit them (the body is then called with the edited values, as JSON).
         """
         _check_id(step_id)
         result: T = await self._ex.run_step(
-            step_id, "run", lambda: call_maybe_sync(fn, *args, **kwargs)
+            step_id, "run", lambda *call_args: call_maybe_sync(fn, *call_args, **kwargs), args
         )
         return result
 

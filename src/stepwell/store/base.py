@@ -174,9 +174,12 @@ class Tx(Protocol):
         now: int,
         started_at: int | None = None,
         attempts: int = 1,
+        input: Any = None,
     ) -> bool:
-        """Record a step's outcome. First write wins: returns False, writing nothing, if the
-        run already has a memo for ``step_key``. Assigns the next ``seq`` (completion order)."""
+        """Record a step's outcome (and ``input``, the arguments its body ran with). First write
+        wins: returns False, writing nothing, if the run already has a memo for ``step_key`` —
+        unless that row is of kind ``input`` (no outcome yet), which the write replaces.
+        Assigns the next ``seq`` (completion order)."""
         ...
 
     def get_memo(self, run_id: str) -> list[MemoRecord]:

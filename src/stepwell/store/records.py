@@ -102,13 +102,19 @@ class RunRecord:
     """The singleton key while the run is not finished (cleared when it ends)."""
 
 
+INPUT_KIND = "input"
+"""The memo kind of a row that holds only the input a step must run with."""
+
+
 @dataclass(frozen=True, slots=True)
 class MemoRecord:
     """One step's recorded outcome: the run's memo is the list of these, in completion order.
 
     ``value`` is the memo value exactly as the protocol carries it (PROTOCOL.md §1.7):
     ``{"data": x}``, ``{"error": {...}}``, ``None`` for a finished sleep, an event object (or
-    ``None``) for a wait.
+    ``None``) for a wait; ``{"input": [...]}`` for a row of kind ``input``, which holds no outcome
+    yet, only the arguments the step must run with (a rerun with edited input seeds it).
+    ``input`` is the arguments the step's body was called with, when the SDK reported them.
     """
 
     run_id: str
@@ -120,6 +126,7 @@ class MemoRecord:
     created_at: int
     started_at: int | None = None
     attempts: int = 1
+    input: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import orjson
 from stepwell.store.base import BulkRecord, PruneCount
 from stepwell.store.records import (
     FINAL_STATUSES,
+    INPUT_KIND,
     AppRecord,
     AttemptError,
     BatchRecord,
@@ -144,7 +145,7 @@ _RUN = _Shape(RunRecord, ("event_ids", "output", "error", "flow_keys"), tuples=(
 _DEBOUNCE = _Shape(DebounceRecord, ())
 _ATTEMPT = _Shape(AttemptError, ("error",))
 _BATCH = _Shape(BatchRecord, ("event_ids",), tuples=("event_ids",))
-_MEMO = _Shape(MemoRecord, ("value",))
+_MEMO = _Shape(MemoRecord, ("value", "input"))
 _QUEUE = _Shape(QueueItem, ("payload",))
 _WAIT = _Shape(WaitRecord, ())
 
@@ -387,13 +388,20 @@ class SqlTx:
         now: int,
         started_at: int | None = None,
         attempts: int = 1,
+        input: Any = None,
     ) -> bool:
+        # First write wins, except over a row that only holds the input a step must run with.
+        params = (run_id, step_key, step_id, kind, _dumps(value), run_id, now, started_at)
         return (
             self._changed(
                 f"INSERT INTO memo ({_MEMO.columns}) VALUES (?, ?, ?, ?, ?, "
-                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM memo WHERE run_id = ?), ?, ?, ?) "
-                "ON CONFLICT (run_id, step_key) DO NOTHING",
-                (run_id, step_key, step_id, kind, _dumps(value), run_id, now, started_at, attempts),
+                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM memo WHERE run_id = ?), ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, step_key) DO UPDATE SET step_id = excluded.step_id, "
+                "kind = excluded.kind, value = excluded.value, seq = excluded.seq, "
+                "created_at = excluded.created_at, started_at = excluded.started_at, "
+                "attempts = excluded.attempts, input = excluded.input "
+                f"WHERE memo.kind = '{INPUT_KIND}'",
+                (*params, attempts, _dumps(input)),
             )
             == 1
         )

@@ -104,6 +104,7 @@ def build_app(
         ("/v1/runs/{run_id}", rest_v1.get_run, "GET"),
         ("/v1/runs/{run_id}", rest_v1.cancel_run, "DELETE"),
         ("/v1/runs/{run_id}/steps", rest_v1.run_steps, "GET"),
+        ("/v1/runs/{run_id}/rerun", rest_v1.rerun_run, "POST"),
         ("/v1/functions/{function_id}/pause", rest_v1.pause_function, "POST"),
         ("/v1/functions/{function_id}/resume", rest_v1.resume_function, "POST"),
     ]

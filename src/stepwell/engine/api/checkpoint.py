@@ -127,7 +127,7 @@ def _record(run_id: str, fn_id: str | None, ops: list[Finished], now: int, tx: T
         return f"the run belongs to {run.function_id!r}, not {fn_id!r}"
     for op in ops:
         value = memo_value(op)
-        if tx.put_memo(run_id, op.key, op.step_id, "run", value, now):
+        if tx.put_memo(run_id, op.key, op.step_id, "run", value, now, None, 1, op.input):
             continue
         held = next((m.value for m in tx.get_memo(run_id) if m.step_key == op.key), None)
         if held != value:

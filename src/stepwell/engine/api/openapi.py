@@ -128,11 +128,32 @@ SCHEMAS: dict[str, Any] = {
             "step_id": {"type": "string"},
             "kind": {"type": "string"},
             "output": {"description": "the memo value: {data} or {error}, an event, or null"},
+            "input": {
+                "type": ["array", "null"],
+                "description": "the arguments the step ran with, when its SDK reported them",
+            },
             "seq": {"type": "integer"},
             "started_at": _MS_OR_NULL,
             "ended_at": _MS,
         },
         "required": ["step_key", "step_id", "kind", "seq", "ended_at"],
+    },
+    "Rerun": {
+        "type": "object",
+        "properties": {
+            "step_key": {
+                "type": ["string", "null"],
+                "description": "rerun from this step; earlier steps are memoized",
+            },
+            "input": {
+                "type": ["array", "null"],
+                "description": "the step's arguments instead of its recorded input",
+            },
+            "outputs": {
+                "type": ["object", "null"],
+                "description": "step key to the output an earlier step is seeded with",
+            },
+        },
     },
     "Pause": {
         "type": "object",
@@ -332,6 +353,17 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _data({"type": "array", "items": _ref("Step")}, "its steps"),
                     **_errors(401, 404),
+                },
+            }
+        },
+        "/v1/runs/{run_id}/rerun": {
+            "post": {
+                "summary": "start a new run with the same events, optionally from a step",
+                "parameters": [run_id],
+                "requestBody": {"required": False, **_json(_ref("Rerun"), "what to rerun")},
+                "responses": {
+                    "201": _data(_ref("Run"), "the new run"),
+                    **_errors(400, 401, 404),
                 },
             }
         },

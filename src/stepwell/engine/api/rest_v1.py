@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from stepwell.engine.api.responses import JSON, error, from_exception
 from stepwell.engine.engine import Engine
+from stepwell.engine.operations import rerun_from_step
 from stepwell.errors import StepwellError
 from stepwell.store.records import EventRecord, RunFilter, RunRecord
 
@@ -110,6 +112,7 @@ async def run_steps(request: Request) -> Response:
                     "step_id": m.step_id,
                     "kind": m.kind,
                     "output": m.value,
+                    "input": m.input,
                     "seq": m.seq,
                     "started_at": m.started_at,
                     "ended_at": m.created_at,
@@ -118,6 +121,31 @@ async def run_steps(request: Request) -> Response:
             ]
         }
     )
+
+
+async def rerun_run(request: Request) -> Response:
+    """``POST /v1/runs/{run_id}/rerun``: a new run of the same function with the same events;
+    with ``step_key``, from that step (earlier steps memoized), optionally with its ``input``
+    (the list of its arguments) or earlier steps' ``outputs`` (step key to output) edited."""
+    run_id = request.path_params["run_id"]
+    body: Any = {}
+    if raw := await request.body():
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return error(400, f"body is not valid JSON: {exc}", "invalid_json")
+    if not isinstance(body, dict):
+        return error(400, "body must be a JSON object")
+    step_key, outputs = body.get("step_key"), body.get("outputs") or {}
+    if step_key is not None and not isinstance(step_key, str):
+        return error(400, "field 'step_key' must be a string (a step_key of GET .../steps)")
+    if not isinstance(outputs, dict):
+        return error(400, "field 'outputs' must be an object of step key to output")
+    try:
+        run = await rerun_from_step(_engine(request), run_id, step_key, outputs, body.get("input"))
+    except StepwellError as exc:
+        return from_exception(exc)
+    return JSON({"data": run_json(run)}, status_code=201)
 
 
 async def cancel_run(request: Request) -> Response:

@@ -21,7 +21,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -44,6 +44,7 @@ from stepwell.protocol.ops import (
     StepOp,
     StepPlanned,
     StepRun,
+    pending_input,
 )
 from stepwell.protocol.signing import sign, verify_signature
 
@@ -160,7 +161,7 @@ class HttpDriver:
             finished = [op for op in ops if isinstance(op, StepRun | StepFailed)]
             rest = tuple(op for op in ops if not isinstance(op, StepRun | StepFailed))
             for op in finished:
-                if op.key not in memo:
+                if not _recorded(memo, op.key):
                     await checkpointer.step_completed(op)
                     memo[op.key] = memo_value(op)
                     stack.append(op.key)
@@ -185,7 +186,7 @@ class HttpDriver:
             return
         steps, live.steps = live.steps, []
         for op in steps:
-            if op.key not in memo:
+            if not _recorded(memo, op.key):
                 memo[op.key] = memo_value(op)
                 stack.append(op.key)
 
@@ -315,3 +316,8 @@ def _error(message: str, *, retriable: bool) -> CallResult:
     return CallResult(
         done=True, error={"name": "HTTPDriverError", "message": message}, retriable=retriable
     )
+
+
+def _recorded(memo: Mapping[str, Any], key: str) -> bool:
+    """Whether the step has an outcome in ``memo`` (a seeded input is not one)."""
+    return key in memo and pending_input(memo[key]) is None

@@ -188,7 +188,7 @@ def decode_op(item: Mapping[str, Any], *, no_retry: bool, retry_after: int | Non
     step_id = _step_id(item)
     opts = item.get("opts") or {}
     if code in ("StepRun", "Step"):
-        return StepRun(key, step_id, _unwrap_data(item.get("data")))
+        return StepRun(key, step_id, _unwrap_data(item.get("data")), input=_input(opts))
     if code == "StepPlanned":
         return StepPlanned(key, step_id)
     if code == "DiscoveryRequest":
@@ -197,7 +197,7 @@ def decode_op(item: Mapping[str, Any], *, no_retry: bool, retry_after: int | Non
         error = _error(item.get("error"), 500)
         return StepError(key, step_id, error, retriable=not no_retry, retry_after_ms=retry_after)
     if code == "StepFailed":
-        return StepFailed(key, step_id, _error(item.get("error"), 500))
+        return StepFailed(key, step_id, _error(item.get("error"), 500), input=_input(opts))
     if code == "Sleep":
         return _sleep(key, step_id, opts.get("duration") or item.get("name"))
     if code == "WaitForEvent":
@@ -231,6 +231,12 @@ def decode_op(item: Mapping[str, Any], *, no_retry: bool, retry_after: int | Non
             dict(payload.get("user") or {}),
         )
     return None
+
+
+def _input(opts: Any) -> list[Any] | None:
+    # step.run(id, fn, ...args): the TS SDK reports the arguments as opts.input
+    args = opts.get("input") if isinstance(opts, Mapping) else None
+    return list(args) if isinstance(args, list) else None
 
 
 def _sleep(key: str, step_id: str, value: Any) -> Sleep:

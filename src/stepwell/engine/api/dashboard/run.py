@@ -26,7 +26,13 @@ from stepwell.engine.api.dashboard.html import (
 )
 from stepwell.engine.operations import rerun_from_step
 from stepwell.errors import StepwellError
-from stepwell.store.records import FINAL_STATUSES, AttemptError, MemoRecord, RunRecord
+from stepwell.store.records import (
+    FINAL_STATUSES,
+    INPUT_KIND,
+    AttemptError,
+    MemoRecord,
+    RunRecord,
+)
 
 
 async def _load_run(request: Request) -> tuple[Any, ...]:
@@ -167,12 +173,16 @@ def _steps(run: RunRecord, memo: list[MemoRecord]) -> str:
     out = []
     for i, m in enumerate(memo):
         value = m.value
-        if isinstance(value, dict) and "error" in value and "data" not in value:
+        if m.kind == INPUT_KIND:
+            shown = '<p class="muted">Not run yet in this run; it will run with this input.</p>'
+        elif isinstance(value, dict) and "error" in value and "data" not in value:
             shown = "<p>Error</p>" + _error_block(value["error"])
         elif isinstance(value, dict) and "data" in value:
             shown = json_block(value["data"], f"output of {m.step_id}")
         else:
             shown = json_block(value, f"result of {m.step_id}")
+        if m.input is not None:
+            shown = json_block(m.input, f"input of {m.step_id}") + shown
         about = [m.kind]
         if m.started_at is not None:
             about.append(fmt_ms(m.created_at - m.started_at))
@@ -217,13 +227,23 @@ def _rerun_from(run: RunRecord, step: MemoRecord, earlier: list[MemoRecord]) -> 
             f'data-edit-step="{esc(m.step_id)}">{esc(json_text(m.value["data"]))}</textarea>'
         )
     edits = "".join(fields) or '<p class="muted">No earlier step outputs to edit.</p>'
+    own = ""
+    if step.input is not None:
+        ident = f"input-{step.step_key[:16]}"
+        own = (
+            f'<label for="{esc(ident)}">Input of <code>{esc(step.step_id)}</code> (JSON list of '
+            "its arguments)</label>"
+            f'<textarea id="{esc(ident)}" name="input" rows="3" '
+            f'data-edit-input="{esc(step.step_id)}">{esc(json_text(step.input))}</textarea>'
+        )
     return _rerun_with_output(run, step) + (
         f"<details><summary>Rerun from this step</summary>"
         f'<form method="post" action="/runs/{esc(run.run_id)}/rerun" class="stack">'
         f'<input type="hidden" name="step_key" value="{esc(step.step_key)}">'
-        "<p>A new run replays the steps before this one from their recorded outputs (edit them "
-        "to change what this step receives) and runs this step and the rest again.</p>"
-        f'{edits}<div><button type="submit">Rerun from {esc(step.step_id)}</button></div>'
+        "<p>A new run replays the steps before this one from their recorded outputs and runs "
+        "this step and the rest again. Edit this step's input, or what earlier steps returned, "
+        "to change what it runs with.</p>"
+        f'{own}{edits}<div><button type="submit">Rerun from {esc(step.step_id)}</button></div>'
         "</form></details>"
     )
 
@@ -251,8 +271,15 @@ async def rerun_run(request: Request) -> Response:
             outputs[name.removeprefix("output:")] = orjson.loads(str(value))
         except orjson.JSONDecodeError as exc:
             return redirect(f"/runs/{run_id}", error=f"Not valid JSON for an edited output: {exc}")
+    raw_input = str(form.get("input") or "").strip()
+    input: Any = None
+    if raw_input:
+        try:
+            input = orjson.loads(raw_input)
+        except orjson.JSONDecodeError as exc:
+            return redirect(f"/runs/{run_id}", error=f"Not valid JSON for the step's input: {exc}")
     try:
-        run = await rerun_from_step(engine_of(request), run_id, step_key, outputs)
+        run = await rerun_from_step(engine_of(request), run_id, step_key, outputs, input)
     except StepwellError as exc:
         return redirect(f"/runs/{run_id}", error=str(exc))
     what = "from a step" if step_key else ""
