@@ -60,6 +60,8 @@ TIMER_KINDS = frozenset(
     }
 )
 UNAVAILABLE_DELAY_MS = 30_000
+BLOCKED_CHECK_ROUNDS = 6
+"""Lease-loop rounds between looks for blocked items when no loaded function limits claims."""
 ENGINE_ERROR_DELAY_MS = 5_000
 
 
@@ -453,27 +455,50 @@ class Engine:
             await asyncio.sleep(self.lease_ms / 3000)
             rounds += 1
             try:
-                await self.renew_leases()
-                await self.bulk.resume_due()  # a query every few seconds, not every round
-                if rounds % 3 == 0 and self.registry.limits_claims:
-                    await self.sweep_blocked()
-                if rounds % 30 == 0:
-                    await self.forget_expired_buckets()
+                await self.lease_round(rounds)
             except Exception:
                 log.exception("lease renewal failed")
+
+    async def lease_round(self, rounds: int) -> None:
+        """One round of the lease loop (it runs one every third of a lease; ``rounds`` counts
+        them from 1): renew this node's leases, then the rarer chores."""
+        await self.renew_leases()
+        await self.bulk.resume_due()  # a query every few seconds, not every round
+        if rounds % 3 == 0 and self.registry.limits_claims:
+            await self.sweep_blocked()
+        elif rounds % BLOCKED_CHECK_ROUNDS == 0 and await self._any_blocked():
+            # No loaded function limits claims, yet items are blocked: a re-sync lifted their
+            # limit (or another node's functions hold them). One read of the blocked index.
+            await self.sweep_blocked()
+        if rounds % 30 == 0:
+            await self.forget_expired_buckets()
 
     async def forget_expired_buckets(self) -> int:
         """Delete throttle and rate-limit state that no longer limits anything."""
         now = self.clock.now_ms()
         return await self.store.run(lambda tx: tx.delete_expired_buckets(now))
 
+    async def _any_blocked(self) -> bool:
+        return bool(await self.store.read(lambda tx: tx.blocked_keys(1)))
+
     async def sweep_blocked(self) -> int:
-        """Unblock work whose concurrency key has nothing executing (see :mod:`.flow`)."""
+        """Unblock work whose concurrency key has nothing executing, or whose function this
+        node knows no longer has a limit of its own (see :func:`.flow.sweep_blocked`)."""
         now = self.clock.now_ms()
-        freed = await self.store.run(lambda tx: flow.sweep_blocked(tx, now))
+        lifted = self._limit_lifted
+        freed = await self.store.run(lambda tx: flow.sweep_blocked(tx, now, lifted))
         if freed:
             self._wake.set()
         return freed
+
+    def _limit_lifted(self, key: str) -> bool:
+        """Whether a concurrency key is scoped to a loaded function that now has no claim-time
+        limit: its items are claimed without flow control, so none of them need wait. (Its
+        runs keep the keys they were created with; a function still limited would block them
+        on those again.)"""
+        function_id = flow.function_of_key(key)
+        spec = self.registry.get(function_id) if function_id is not None else None
+        return spec is not None and not spec.flow.limits_claims
 
     async def renew_leases(self) -> int:
         """Extend the leases of every item in flight on this node; returns how many."""

@@ -46,6 +46,8 @@ MAX_BATCH_SIZE = 1000
 IDEMPOTENCY_TTL_MS = DAY
 INVOCATION_KINDS = frozenset({"start", "continue"})
 CLAIM_ROUNDS = 8
+LIFTED_BATCH = 1000
+"""Items of a key whose limit was lifted that one sweep unblocks (the next sweep, the rest)."""
 """A claim looks at most this many pages of candidates when flow control blocks or defers some."""
 
 Scope = Literal["fn", "env", "account"]
@@ -548,12 +550,21 @@ def release_slots(tx: Tx, flow_keys: Mapping[str, Any] | None) -> None:
             tx.unblock(key, 1)
 
 
-def sweep_blocked(tx: Tx, now: int) -> int:
+def sweep_blocked(tx: Tx, now: int, lifted: Callable[[str], bool] = lambda _: False) -> int:
     """Unblock one item of every key that has blocked items and nothing executing (the slot
-    holder's node died, or its run was cancelled without an ack); returns how many."""
+    holder's node died, or its run was cancelled without an ack), and every item of a key whose
+    limit was ``lifted`` (its function was synced again without it); returns how many."""
     freed = 0
     for key in tx.blocked_keys():
         tx.lock_keys([key])
-        if tx.count_in_flight(key, now) == 0:
+        if lifted(key):
+            freed += tx.unblock(key, LIFTED_BATCH)
+        elif tx.count_in_flight(key, now) == 0:
             freed += tx.unblock(key, 1)
     return freed
+
+
+def function_of_key(key: str) -> str | None:
+    """The function a concurrency key is scoped to; None for keys shared by a scope."""
+    scope, _, rest = key.partition(":")
+    return rest.partition(":")[0] if scope == "f" else None
