@@ -50,6 +50,8 @@ MAX_ERRORS = 10
 """Errors a bulk operation keeps (the first ones)."""
 CHECK_MS = 5_000
 """How often a node looks for bulk operations whose lease expired, to take them over."""
+REGISTER_WAIT_S = 5.0
+"""How long a replay waits for this node to learn a function it does not know (seconds)."""
 
 BulkKind = Literal["cancel", "replay"]
 
@@ -399,6 +401,7 @@ class BulkOperations:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._tokens: dict[str, str] = {}
         self._checked_at: int | None = None
+        self._unknown: set[str] = set()
 
     async def start(self, kind: BulkKind, selection: RunSelection) -> BulkJob:
         """Store a bulk operation and begin it here; returns at once with the job to follow.
@@ -482,11 +485,10 @@ class BulkOperations:
     async def stop(self) -> None:
         """Stop working on operations here and give their leases up, so another node (or this
         one, restarted) continues them at once."""
-        tasks = list(self._tasks.values())
+        held, tasks = dict(self._tokens), list(self._tasks.values())  # tasks clear them as they end
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        held, self._tokens = self._tokens, {}
         if held:
             await self.engine.store.run(
                 lambda tx: [tx.release_bulk_operation(j, t) for j, t in held.items()]
@@ -557,6 +559,8 @@ class BulkOperations:
             engine, selection, cursor=record.after_run_id, want=GROUP, budget=PAGE
         )
         runs = [run for run in found if keep(run)]
+        if record.kind == "replay":
+            await self._until_registered({run.function_id for run in runs})
         now = engine.clock.now_ms()
 
         def unit(tx: Tx) -> BulkRecord:
@@ -589,6 +593,19 @@ class BulkOperations:
         if runs:
             engine.wake()
         return moved
+
+    async def _until_registered(self, function_ids: set[str]) -> None:
+        """Wait a little for functions this node does not know yet: a node resumes operations
+        as it starts, a moment before its apps are registered. A function still unknown after
+        that is not waited for again (its reruns fail, each with its error)."""
+        registry = self.engine.registry
+        unknown = function_ids - self._unknown
+        for _ in range(int(REGISTER_WAIT_S / 0.05)):
+            unknown = {f for f in unknown if registry.get(f) is None}
+            if not unknown:
+                return
+            await asyncio.sleep(0.05)
+        self._unknown |= unknown
 
 
 FOREVER = 1 << 62
