@@ -33,7 +33,7 @@ from stepwell.engine.transitions import Effects, Transitions, new_cron_run
 from stepwell.errors import ConfigError, NotFound
 from stepwell.ids import new_id
 from stepwell.protocol.invocation import Handler
-from stepwell.protocol.ops import CallRequest
+from stepwell.protocol.ops import CallRequest, CallResult
 from stepwell.store.base import Store, Tx
 from stepwell.store.records import (
     FINAL_STATUSES,
@@ -82,6 +82,8 @@ class Engine:
         store: ``store`` as an :class:`~.observers.ObservedStore`; every unit goes through it.
         run_listeners: called with ``(run_id, status)`` once a unit of work of this node that
             ended a run has committed, whatever ended it (see :mod:`.observers`).
+        invocation_listeners: called with ``(spec, result)`` when a driver returned the result
+            of an invocation, before its outcome is committed.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class Engine:
         endings = RunEndings()
         self.run_listeners = endings.listeners
         self.store.observers.append(endings)
+        self.invocation_listeners: list[Callable[[FunctionSpec, CallResult], None]] = []
         # Where nodes share the store, each checks it routes with the apps the store has.
         self._shared = wakeups.notifier_of(store) is not None
         self._apps_version: tuple[int, int, int] | None = None
@@ -580,6 +583,8 @@ class Engine:
             later = self.clock.now_ms() + UNAVAILABLE_DELAY_MS
             await self.store.run(lambda tx: tx.release(item.item_id, owner, later))
             return Effects()
+        for listener in self.invocation_listeners:
+            listener(spec, result)
         checkpoints = await checkpointer.take()
         done_at = self.clock.now_ms()
 

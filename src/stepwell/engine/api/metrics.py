@@ -13,15 +13,15 @@ Two kinds of figures:
   depth, and queue lag (how long the oldest due, unleased queue item has been waiting).
 
 :func:`instrument` installs the observers on an engine once (a unit observer on its store, and
-a wrapper of its HTTP driver's ``invoke``); building a second app on the same engine shares
-them.
+a listener of its invocations); building a second app on the same engine shares them. Without
+it (no API app built), nothing is observed.
 """
 
 from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -35,6 +35,8 @@ from stepwell.store.records import EventRecord, RunRecord
 
 if TYPE_CHECKING:
     from stepwell.engine.engine import Engine
+    from stepwell.engine.registry import FunctionSpec
+    from stepwell.protocol.ops import CallResult
 
 STATUSES = ("Queued", "Running", "Completed", "Failed", "Cancelled")
 STEP_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 3600)
@@ -84,6 +86,12 @@ class Metrics:
         """Observe one execution of a unit of work (a :class:`~.observers.UnitObserver`)."""
         observing = _ObservingTx(tx)
         return cast(Tx, observing), functools.partial(self.count, observing.notes)
+
+    def invoked(self, spec: FunctionSpec, result: CallResult) -> None:
+        """Count an invocation whose result is an HTTP driver error (an engine listener)."""
+        error = result.error
+        if isinstance(error, dict) and error.get("name") == "HTTPDriverError":
+            self.http_errors.labels(spec.function_id).inc()
 
     def count(self, notes: list[tuple[str, Any, Any]]) -> None:
         """Count what one committed unit of work wrote."""
@@ -158,22 +166,8 @@ def instrument(engine: Engine) -> Metrics:
         return existing
     metrics = _instrumented[engine] = Metrics()
     engine.store.observers.append(metrics)
-    if engine.http is not None:
-        _observe_http(engine.http, metrics)
+    engine.invocation_listeners.append(metrics.invoked)
     return metrics
-
-
-def _observe_http(driver: Any, metrics: Metrics) -> None:
-    invoke: Callable[..., Awaitable[Any]] = driver.invoke
-
-    async def observed_invoke(spec: Any, request: Any, checkpointer: Any) -> Any:
-        result = await invoke(spec, request, checkpointer)
-        error = getattr(result, "error", None)
-        if isinstance(error, dict) and error.get("name") == "HTTPDriverError":
-            metrics.http_errors.labels(spec.function_id).inc()
-        return result
-
-    setattr(driver, "invoke", observed_invoke)  # noqa: B010 - instance-level hook
 
 
 async def metrics_endpoint(request: Request) -> Response:
