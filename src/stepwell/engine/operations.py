@@ -8,9 +8,12 @@ started); a rerun from a step is a new run whose memo is seeded, in the unit tha
 with the steps that completed before that step, so the handler replays them and runs that step
 and everything after it again.
 
-Bulk operations (:class:`BulkOperations`) select runs page by page with the runs index and act on
-them in small concurrent groups, keeping progress in memory on the node that runs them: a
-restart stops a bulk operation, and what it did stays done.
+Bulk operations (:class:`BulkOperations`) are stored (``bulk_operations``): any node answers
+for one's progress. They select the runs queued before they were asked for, newest first, a
+page at a time with the runs index, and act on a small group of runs per unit of work, the
+unit that also moves the operation's cursor and checks its lease: one node works on an
+operation at a time, and when that node stops or dies, any node takes it over from the cursor,
+so every selected run is cancelled, or replayed, exactly once.
 """
 
 from __future__ import annotations

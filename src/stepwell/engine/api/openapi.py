@@ -219,6 +219,11 @@ SCHEMAS: dict[str, Any] = {
             "errors": {"type": "array", "items": {"type": "string"}},
             "created_at": _MS,
             "ended_at": _MS_OR_NULL,
+            "updated_at": {**_MS_OR_NULL, "description": "its last move"},
+            "node_id": {
+                "type": ["string", "null"],
+                "description": "the node working on it now; null when none is",
+            },
         },
         "required": ["id", "kind", "state", "total", "processed", "changed", "skipped"],
     },

@@ -4,6 +4,7 @@ The REST shape follows Inngest's cancellation API: ``{app_id, function_id, start
 started_before, if}`` answers a cancellation object with an ``id``; stepwell adds ``status`` to
 the selection, the progress fields to the object, ``GET /v1/cancellations/{id}`` to follow it,
 and the same pair for replays (``/v1/replays``), which start a new run for each matching run.
+Operations are stored, so every node sharing the database answers for every operation.
 """
 
 from __future__ import annotations
