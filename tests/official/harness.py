@@ -81,7 +81,7 @@ FAILURE_HANDLER_IDS = ("fatal",)
 # Functions only the Next.js app defines, outside the scenario table: bench/http.py's W1.
 NEXTJS_BENCH_IDS = ("ten-steps",)
 # Functions only the Next.js app has (the Python SDK has no twin for them).
-NEXTJS_ONLY_IDS = (*NEXTJS_BENCH_IDS, "fetcher", "racer")
+NEXTJS_ONLY_IDS = (*NEXTJS_BENCH_IDS, "fetcher", "racer", "biller")
 
 MIN_NODE = (20, 9)
 INSTALL_TIMEOUT_S = 900.0

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from stepwell.engine.engine import Engine
+from stepwell.engine.operations import rerun_from_step
 from stepwell.engine.transitions import new_cron_run
 from stepwell.store.records import RunRecord
 from tests.official.harness import (
@@ -175,6 +176,25 @@ async def _scenarios(d: Driver, engine: Engine, app_id: str) -> None:
         # parallel race mode: the first step to finish wins
         run = await d.run("test/race")
         assert (run.status, run.output) == ("Completed", "fast")
+        # step inputs: recorded from opts.input; a rerun from the step runs it with edited ones
+        run = await d.run("test/bill", {"amount": 10})
+        assert run.output == {"charged": 10, "currency": "EUR"}
+        memo = {m.step_id: m for m in await engine.store.read(lambda tx: tx.get_memo(run.run_id))}
+        assert memo["charge"].input == [10, "EUR"] and memo["prepare"].input is None
+        rerun = await rerun_from_step(
+            engine, run.run_id, memo["charge"].step_key, input=[99, "USD"]
+        )
+        for _ in range(400):
+            rerun = await engine.get_run(rerun.run_id)
+            if rerun.status in FINAL:
+                break
+            await asyncio.sleep(0.05)
+        assert (rerun.status, rerun.output) == ("Completed", {"charged": 99, "currency": "USD"})
+        again = await engine.store.read(lambda tx: tx.get_memo(rerun.run_id))
+        assert [(m.step_id, m.kind, m.input) for m in again] == [
+            ("prepare", "run", None),
+            ("charge", "run", [99, "USD"]),
+        ]
 
     # concurrency limit 1: the three runs' steps never overlap
     limited = [await d.send("test/limited") for _ in range(3)]

@@ -25,7 +25,6 @@ from stepwell.engine.api import (
 from stepwell.engine.api.auth import check_bearer
 from stepwell.engine.api.responses import JSON
 from stepwell.engine.engine import Engine
-from stepwell.engine.operations import BulkOperations
 from stepwell.engine.sync import Syncer
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -118,7 +117,6 @@ def build_app(
     app.state.signing_keys = list(signing_keys)
     app.state.server_kind = server_kind
     app.state.syncer = syncer
-    app.state.bulk = BulkOperations(engine)
     metrics.instrument(engine)
     traces.install_from_env(engine)
     return app

@@ -146,11 +146,19 @@ class HttpDriver:
     ) -> CallResult:
         deadline = time.monotonic() + self.max_loop_s
         memo, stack = dict(request.memo), list(request.stack)
+        # A step seeded with an input (a rerun with edited input) is asked for by id: the TS
+        # SDK runs a targeted step with the seeded arguments, but in its checkpointing mode it
+        # would resume an untargeted one with no result instead of running it.
+        seeded = next((k for k, v in memo.items() if pending_input(v) is not None), None)
+        if seeded is not None and request.target_step is None:
+            request = replace(request, target_step=seeded)
         while True:
-            result = await self._call(spec, request, qi_id, checkpointer)
+            # a targeted call runs one step and is not checkpointed (as for planned steps)
+            live = qi_id if request.target_step is None else None
+            result = await self._call(spec, request, live, checkpointer)
             # The SDK awaited every checkpoint before answering, so all of them are here now.
             self._merge_checkpointed(qi_id, memo, stack)
-            request = replace(request, memo=dict(memo), stack=list(stack))
+            request = replace(request, memo=dict(memo), stack=list(stack), target_step=None)
             ops = (
                 result.ops
                 if result.done

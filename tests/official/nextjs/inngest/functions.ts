@@ -188,6 +188,21 @@ export const racer = inngest.createFunction(
   },
 );
 
+// step.run with arguments: the SDK reports them as the step's input (opts.input), and a rerun
+// from the step with edited input hands the step those arguments instead. TS only.
+export const biller = inngest.createFunction(
+  { id: "biller", triggers: { event: "test/bill" } },
+  async ({ event, step }) => {
+    const order = await step.run("prepare", () => ({ amount: event.data.amount as number }));
+    return await step.run(
+      "charge",
+      (amount: number, currency: string) => ({ charged: amount, currency }),
+      order.amount,
+      "EUR",
+    );
+  },
+);
+
 export const functions = [
   sequential,
   sleeper,
@@ -205,4 +220,5 @@ export const functions = [
   tenSteps,
   fetcher,
   racer,
+  biller,
 ];
