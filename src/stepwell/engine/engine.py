@@ -80,7 +80,7 @@ class Engine:
 
     Attributes:
         store: ``store`` as an :class:`~.observers.ObservedStore`; every unit goes through it.
-        run_listeners: called with ``(run_id, status)`` once a unit of work of this node that
+        run_listeners: called with ``(run, status)`` once a unit of work of this node that
             ended a run has committed, whatever ended it (see :mod:`.observers`).
         invocation_listeners: called with ``(spec, result)`` when a driver returned the result
             of an invocation, before its outcome is committed.

@@ -21,13 +21,14 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
 from stepwell.store.base import Store, Tx
-from stepwell.store.records import RunStatus
+from stepwell.store.records import RunRecord, RunStatus
 
 log = logging.getLogger("stepwell.engine")
 T = TypeVar("T")
 
-RunListener = Callable[[str, RunStatus], None]
-"""Told ``(run_id, status)`` once the unit of work that ended the run has committed."""
+RunListener = Callable[[RunRecord, RunStatus], None]
+"""Told ``(run, status)`` once the unit of work that ended the run has committed; ``run`` is
+the run as that unit left it (ended, with its output or error)."""
 
 
 class UnitObserver(Protocol):
@@ -85,9 +86,10 @@ class ObservedStore:
 
 
 class RunEndings:
-    """Tells ``listeners`` of every run a committed unit ended, once, as ``(run_id, status)``.
+    """Tells ``listeners`` of every run a committed unit ended, once, as ``(run, status)``.
 
-    Watches units only while it has listeners, so it costs nothing otherwise.
+    Watches units only while it has listeners, so it costs nothing otherwise (with listeners,
+    one read of the run by its key in the unit that ended it).
     """
 
     def __init__(self) -> None:
@@ -99,13 +101,13 @@ class RunEndings:
         watched = _EndingTx(tx)
         return cast(Tx, watched), functools.partial(self._tell, watched.ended)
 
-    def _tell(self, ended: list[tuple[str, RunStatus]]) -> None:
-        for run_id, status in ended:
+    def _tell(self, ended: list[tuple[RunRecord, RunStatus]]) -> None:
+        for run, status in ended:
             for listener in list(self.listeners):
                 try:
-                    listener(run_id, status)
+                    listener(run, status)
                 except Exception:
-                    log.exception("a run listener failed on run %s", run_id)
+                    log.exception("a run listener failed on run %s", run.run_id)
 
 
 class _EndingTx:
@@ -115,13 +117,13 @@ class _EndingTx:
 
     def __init__(self, tx: Tx) -> None:
         self._tx = tx
-        self.ended: list[tuple[str, RunStatus]] = []
+        self.ended: list[tuple[RunRecord, RunStatus]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tx, name)
 
     def finish_run(self, run_id: str, status: RunStatus, now: int, *a: Any, **kw: Any) -> bool:
         done = self._tx.finish_run(run_id, status, now, *a, **kw)
-        if done:
-            self.ended.append((run_id, status))
+        if done and (run := self._tx.get_run(run_id)) is not None:
+            self.ended.append((run, status))
         return done

@@ -64,8 +64,8 @@ class RunTracer:
         self._tasks: set[asyncio.Task[None]] = set()
         engine.run_listeners.append(self._ended)
 
-    def _ended(self, run_id: str, status: str) -> None:
-        task = asyncio.get_running_loop().create_task(self.trace(run_id))
+    def _ended(self, run: RunRecord, status: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.trace(run.run_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
