@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, cast
 
 log = logging.getLogger("stepwell.engine.wakeups")
 
@@ -28,7 +28,6 @@ RETRY_MAX_S: Final = 30.0
 """The longest pause between attempts to listen again after the store failed (s)."""
 
 
-@runtime_checkable
 class Notifier(Protocol):
     """A store that announces work another node made due (``PostgresStore``)."""
 
@@ -39,7 +38,11 @@ class Notifier(Protocol):
 
 def notifier_of(store: object) -> Notifier | None:
     """The store as a :class:`Notifier`, or None if it cannot announce other nodes' work."""
-    return store if isinstance(store, Notifier) else None
+    # the method on the class, not isinstance against the protocol: this runs on every idle
+    # look of the dispatch loop, and a runtime protocol check walks the protocol's attributes
+    return (
+        cast(Notifier, store) if callable(getattr(type(store), "wait_for_notify", None)) else None
+    )
 
 
 def idle_poll_ms(store: object, lease_ms: int) -> int:
