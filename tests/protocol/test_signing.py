@@ -8,11 +8,11 @@ import struct
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stepwell.errors import ConfigError
-from stepwell.protocol.canonical_json import canonical_json, format_number
+from stepwell.protocol.canonical_json import canonical_json, exact, format_number
 from stepwell.protocol.signing import (
     bearer_token,
     sign,
@@ -321,3 +321,26 @@ def test_canonical_json_ignores_key_order_and_whitespace(value: Any) -> None:
 def test_canonical_json_agrees_with_the_jcs_package_the_python_sdk_uses(value: Any) -> None:
     jcs = pytest.importorskip("jcs")
     assert canonical_json(value) == jcs.canonicalize(value)
+
+
+WITHOUT_FLOATS = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.text(st.characters(exclude_categories=["Cs"])),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.tuples(children, children)
+        | st.dictionaries(
+            st.text(st.characters(exclude_categories=["Cs"]), max_size=5), children, max_size=5
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500)
+@given(JSON | WITHOUT_FLOATS)
+def test_the_fast_path_writes_exactly_what_the_exact_writer_does(value: Any) -> None:
+    # values without floats go through orjson; the bytes must not differ by one
+    assert canonical_json(value) == exact(value)

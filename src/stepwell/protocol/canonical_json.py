@@ -25,7 +25,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["canonical_json", "format_number"]
+import orjson
+
+__all__ = ["canonical_json", "exact", "format_number"]
 
 _SHORT_ESCAPES = {
     '"': '\\"',
@@ -50,6 +52,16 @@ def canonical_json(value: Any) -> bytes:
         TypeError: a value or key of another type.
         ValueError: a NaN or infinite float, or a string holding a lone surrogate.
     """
+    if _plain(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate, or an int past 64 bits: the exact writer decides
+    return exact(value)
+
+
+def exact(value: Any) -> bytes:
+    """:func:`canonical_json` written token by token, for every value (the reference)."""
     parts: list[str] = []
     _write(value, parts)
     try:
@@ -58,6 +70,33 @@ def canonical_json(value: Any) -> bytes:
         raise ValueError(
             f"a string holds a lone surrogate, which JSON cannot carry: {exc}"
         ) from None
+
+
+def _plain(value: Any) -> bool:
+    """Whether orjson's sorted output is already canonical for ``value``.
+
+    It is for ``None``, booleans, ints, strings, lists, tuples and dicts of them: orjson writes
+    strings with the same escapes, ints with all their digits, and sorts keys by code point,
+    which is UTF-16 order unless a key holds a character at or past U+E000 (surrogate pairs
+    sort before those in UTF-16). Floats (ECMAScript's number layout), other mappings and
+    anything else take the exact writer.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is dict:
+            for key in item:
+                if type(key) is not str or (not key.isascii() and max(key) >= "\ue000"):
+                    return False
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        else:
+            return False
+    return True
 
 
 def _write(value: Any, out: list[str]) -> None:
