@@ -9,8 +9,7 @@ every wait.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NewType, cast
 
 import orjson
 
@@ -39,11 +38,8 @@ FOREVER_MS = 366 * 24 * 3600 * 1000
 PAUSED_REASON = "function paused: replay the event once it is resumed"
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingEvent:
-    """A validated event not stored yet."""
-
-    record: EventRecord
+IncomingEvent = NewType("IncomingEvent", EventRecord)
+"""A validated event, not stored yet."""
 
 
 def validate_events(body: Any, *, now: int, source: str = "api") -> list[IncomingEvent]:
@@ -58,52 +54,52 @@ def validate_events(body: Any, *, now: int, source: str = "api") -> list[Incomin
 
 
 def _validate_one(index: int, item: Any, now: int, source: str) -> IncomingEvent:
-    where = f"event[{index}]"
-    if not isinstance(item, Mapping):
-        raise EventError(f"{where}: must be a JSON object, not {type(item).__name__}")
+    # The hot path of ingest: exact type checks first (what JSON decoding gives), the general
+    # ones only for other mappings; messages are built only once something is wrong.
+    if type(item) is not dict and not isinstance(item, Mapping):
+        raise EventError(f"event[{index}]: must be a JSON object, not {type(item).__name__}")
     name = item.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise EventError(f"{where}: field 'name' is required and must be a non-empty string")
-    if len(name) > 512:
-        raise EventError(f"{where}: field 'name' is {len(name)} characters, over 512")
-    data = item.get("data")
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise EventError(f"{where} ({name}): field 'data' must be a JSON object")
-    user = item.get("user") or {}
-    if not isinstance(user, Mapping):
-        raise EventError(f"{where} ({name}): field 'user' must be a JSON object")
+    if type(name) is not str or not name or len(name) > 512 or name.isspace():
+        raise EventError(_name_problem(index, name))
+    data = _object_field(item.get("data"), index, name, "data")
+    user = _object_field(item.get("user") or None, index, name, "user")
     ts = item.get("ts")
     if ts is None or ts == 0:
         ts = now
     elif isinstance(ts, bool) or not isinstance(ts, int | float) or not MIN_TS <= ts <= MAX_TS:
         raise EventError(
-            f"{where} ({name}): field 'ts' must be epoch milliseconds between 1980 and 2100"
+            f"event[{index}] ({name}): field 'ts' must be epoch milliseconds between 1980 and 2100"
         )
     dedupe = item.get("id")
-    if dedupe is not None and (not isinstance(dedupe, str) or not dedupe):
-        raise EventError(f"{where} ({name}): field 'id' must be a non-empty string")
-    size = len(orjson.dumps(data)) + len(orjson.dumps(user))
+    if dedupe is not None and (type(dedupe) is not str or not dedupe):
+        raise EventError(f"event[{index}] ({name}): field 'id' must be a non-empty string")
+    size = len(orjson.dumps(data)) + (len(orjson.dumps(user)) if user else 2)
     if size > MAX_EVENT_BYTES:
         raise PayloadTooLarge(
-            f"{where} ({name}): {size} bytes, over the limit of {MAX_EVENT_BYTES}"
+            f"event[{index}] ({name}): {size} bytes, over the limit of {MAX_EVENT_BYTES}"
         )
-    record = EventRecord(
-        event_id=new_id(),
-        name=name,
-        data=dict(data),
-        ts=int(ts),
-        received_at=now,
-        user=dict(user),
-        dedupe_key=dedupe,
-        source=source,
-    )
-    return IncomingEvent(record)
+    return IncomingEvent(EventRecord(new_id(), name, data, int(ts), now, user, dedupe, source))
+
+
+def _name_problem(index: int, name: Any) -> str:
+    if isinstance(name, str) and name.strip():
+        return f"event[{index}]: field 'name' is {len(name)} characters, over 512"
+    return f"event[{index}]: field 'name' is required and must be a non-empty string"
+
+
+def _object_field(value: Any, index: int, name: str, field: str) -> dict[str, Any]:
+    """A copy of an optional object field (absent: empty)."""
+    if type(value) is dict:
+        return value.copy()
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise EventError(f"event[{index}] ({name}): field '{field}' must be a JSON object")
+    return dict(value)
 
 
 class Router:
-    """Decides, inside a transaction, what an event does: runs, resumed waits, cancellations."""
+    """Decides, inside a transaction, what events do: runs, resumed waits, cancellations."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -112,22 +108,57 @@ class Router:
 
     def ingest(self, tx: Tx, events: Sequence[IncomingEvent], now: int) -> list[str]:
         """Store and route ``events``; return their ids (a duplicate gets the first one's id)."""
-        ids = []
-        for incoming in events:
-            record = incoming.record
-            if record.dedupe_key is not None:
-                held = tx.claim_dedupe_key(record.dedupe_key, record.event_id, now, DEDUPE_TTL_MS)
-                if held is not None:
-                    ids.append(held)
-                    continue
-            tx.insert_event(record)
-            self.route(tx, record, now)
-            ids.append(record.event_id)
+        claims = [(e.dedupe_key, e.event_id) for e in events if e.dedupe_key is not None]
+        holders = tx.claim_dedupe_keys(claims, now, DEDUPE_TTL_MS) if claims else {}
+        ids: list[str] = []
+        stored: list[EventRecord] = []
+        for event in events:
+            held = holders.get(event.dedupe_key) if event.dedupe_key is not None else None
+            if held is not None and held != event.event_id:
+                ids.append(held)
+                continue
+            stored.append(event)
+            ids.append(event.event_id)
+        if stored:
+            tx.insert_events(stored)
+            self.route_all(tx, stored, now)
         return ids
 
     def route(self, tx: Tx, event: EventRecord, now: int) -> None:
         """Start runs, resume waits and cancel runs for a stored event."""
-        wire = event.to_wire()
+        self.route_all(tx, [event], now)
+
+    def route_all(self, tx: Tx, events: Sequence[EventRecord], now: int) -> None:
+        """:meth:`route` each stored event, in order, with one wait lookup for all of them.
+
+        The waits found up front are those stored when the unit routes the batch; each event
+        also finds the waits that routing the events before it created (``cancel_on`` waits of
+        the runs they started), and a wait taken by an earlier event is gone for the later ones,
+        as when routing them one by one.
+        """
+        found = _prefetch_waits(tx, events, now)
+        watched = _WaitWatchingTx(tx)
+        routed = watched.as_tx()
+        for index, event in enumerate(events):
+            wire = event.to_wire()
+            self._start_runs(routed, event, wire, now)
+            waits = found.get(index, [])
+            if watched.inserted:
+                waits = [*waits, *_matching_new_waits(tx, watched.inserted, event, wire, now)]
+            for wait in waits:
+                if not routed.delete_wait(wait.wait_id):
+                    continue
+                if wait.kind == "cancel":
+                    self.cancel(
+                        routed,
+                        wait.run_id,
+                        now,
+                        f"cancelled by event {event.name} ({event.event_id})",
+                    )
+                else:
+                    resume_wait(routed, wait, wire, now)
+
+    def _start_runs(self, tx: Tx, event: EventRecord, wire: dict[str, Any], now: int) -> None:
         started: set[str] = set()
         for spec, trigger in self.registry.candidates(event.name):
             if spec.function_id in started:
@@ -139,40 +170,97 @@ class Router:
                 tx.insert_skip(event.event_id, spec.function_id, PAUSED_REASON, now)
                 continue
             admit(tx, spec, event, wire, now, self.cancel)
-        for wait in self._matching_waits(tx, event, wire, now):
-            if not tx.delete_wait(wait.wait_id):
-                continue
-            if wait.kind == "cancel":
-                self.cancel(
-                    tx, wait.run_id, now, f"cancelled by event {event.name} ({event.event_id})"
-                )
-            else:
-                resume_wait(tx, wait, wire, now)
 
-    def _matching_waits(
-        self, tx: Tx, event: EventRecord, wire: dict[str, Any], now: int
-    ) -> list[WaitRecord]:
-        found: list[WaitRecord] = []
-        for path in tx.keyed_wait_paths(event.name):
-            value = lookup_path(wire, path)
-            if value is MISSING:
+
+class _WaitWatchingTx:
+    """A :class:`Tx` passing every call through, noting the waits it inserted."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+        self.inserted: list[WaitRecord] = []
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._tx, name)
+        setattr(self, name, value)  # later calls skip __getattr__
+        return value
+
+    def insert_wait(self, wait: WaitRecord) -> bool:
+        written = self._tx.insert_wait(wait)
+        if written:
+            self.inserted.append(wait)
+        return written
+
+    def as_tx(self) -> Tx:
+        """This object typed as the :class:`Tx` it stands in for."""
+        return cast(Tx, self)
+
+
+def _prefetch_waits(tx: Tx, events: Sequence[EventRecord], now: int) -> dict[int, list[WaitRecord]]:
+    """The unexpired stored waits each event (by index) satisfies: per awaited event name, one
+    query per key path for all the events' keys, and one for the unkeyed waits."""
+    found: dict[int, list[WaitRecord]] = {}
+    waited = tx.waited_event_names([e.name for e in events])
+    triggers: dict[str, dict[str, Any]] = {}
+    for name in waited:
+        group = [(i, e.to_wire()) for i, e in enumerate(events) if e.name == name]
+        for path in tx.keyed_wait_paths(name):
+            keys: dict[int, str] = {}
+            for index, wire in group:
+                value = lookup_path(wire, path)
+                if value is not MISSING:
+                    keys[index] = _key_text(value)
+            if not keys:
                 continue
-            found.extend(tx.find_keyed_waits(event.name, path, _key_text(value)))
-        for wait in tx.find_unkeyed_waits(event.name):
-            if wait.expression is None or _evaluate_wait(tx, wait, wire):
-                found.append(wait)
-        return [w for w in found if w.expires_at > now]
+            by_key: dict[str | None, list[WaitRecord]] = {}
+            for wait in tx.find_keyed_waits_among(name, path, list(keys.values())):
+                if wait.expires_at > now:
+                    by_key.setdefault(wait.match_value, []).append(wait)
+            for index, key in keys.items():
+                if key in by_key:
+                    found.setdefault(index, []).extend(by_key[key])
+        unkeyed = [w for w in tx.find_unkeyed_waits(name) if w.expires_at > now]
+        for index, wire in group:
+            matched = [w for w in unkeyed if _wait_matches(tx, w, wire, triggers)]
+            if matched:
+                found.setdefault(index, []).extend(matched)
+    return found
+
+
+def _matching_new_waits(
+    tx: Tx, inserted: Sequence[WaitRecord], event: EventRecord, wire: dict[str, Any], now: int
+) -> list[WaitRecord]:
+    """The waits created while routing this batch that ``event`` satisfies."""
+    matched = []
+    for wait in inserted:
+        if wait.event_name != event.name or wait.expires_at <= now:
+            continue
+        if wait.match_path is not None:
+            value = lookup_path(wire, wait.match_path)
+            if value is not MISSING and _key_text(value) == wait.match_value:
+                matched.append(wait)
+        elif _wait_matches(tx, wait, wire, {}):
+            matched.append(wait)
+    return matched
 
 
 def _no_cancel(tx: Tx, run_id: str, now: int, reason: str) -> bool:
     raise RuntimeError("Router.cancel is not wired to a Transitions")
 
 
-def _evaluate_wait(tx: Tx, wait: WaitRecord, wire: dict[str, Any]) -> bool:
-    assert wait.expression is not None
-    trigger = tx.get_event(wait.trigger_event_id) if wait.trigger_event_id else None
-    variables = {"event": trigger.to_wire() if trigger else {}, "async": wire}
-    return compile_expression(wait.expression).matches(variables)
+def _wait_matches(
+    tx: Tx, wait: WaitRecord, wire: dict[str, Any], triggers: dict[str, dict[str, Any]]
+) -> bool:
+    """Whether an unkeyed wait's condition holds for the event ``wire``; ``triggers`` caches
+    the waiting runs' trigger events by id."""
+    if wait.expression is None:
+        return True
+    trigger: dict[str, Any] = {}
+    if wait.trigger_event_id:
+        if wait.trigger_event_id not in triggers:
+            stored = tx.get_event(wait.trigger_event_id)
+            triggers[wait.trigger_event_id] = stored.to_wire() if stored else {}
+        trigger = triggers[wait.trigger_event_id]
+    return compile_expression(wait.expression).matches({"event": trigger, "async": wire})
 
 
 def _key_text(value: Any) -> str:

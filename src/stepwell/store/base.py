@@ -364,6 +364,36 @@ class Tx(Protocol):
         """Remove every wait of a run; returns how many."""
         ...
 
+    # -- events and waits by the batch (ingest) ---------------------------------------------------
+
+    def insert_events(self, events: Sequence[EventRecord]) -> None:
+        """Insert several events, as :meth:`insert_event` does each, in a few statements.
+
+        Raises on a duplicate ``event_id``.
+        """
+        ...
+
+    def claim_dedupe_keys(
+        self, claims: Sequence[tuple[str, str]], now: int, ttl_ms: int
+    ) -> dict[str, str]:
+        """:meth:`claim_dedupe_key` for several ``(dedupe_key, event_id)`` pairs at once.
+
+        Returns each key's holder now: the claiming event id where its claim won, else the event
+        id that held the key already, for which nothing is written. When a key appears twice,
+        its first claim is the one that may win.
+        """
+        ...
+
+    def waited_event_names(self, event_names: Sequence[str]) -> set[str]:
+        """Those of ``event_names`` that some wait (of any kind) is on: one index seek each."""
+        ...
+
+    def find_keyed_waits_among(
+        self, event_name: str, match_path: str, match_values: Sequence[str]
+    ) -> list[WaitRecord]:
+        """Keyed waits on ``event_name`` whose key is one of ``match_values``, oldest first."""
+        ...
+
     # -- runs started by invoke -----------------------------------------------------------------
 
     def find_child_runs(self, parent_run_id: str, parent_step_key: str) -> list[RunRecord]:

@@ -11,7 +11,7 @@ owns transactions, savepoints and threads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -714,6 +714,66 @@ class SqlTx:
     def delete_run_waits(self, run_id: str) -> int:
         return self._changed("DELETE FROM waits WHERE run_id = ?", (run_id,))
 
+    # -- events and waits by the batch (ingest) ---------------------------------------------------
+
+    def insert_events(self, events: Sequence[EventRecord]) -> None:
+        row = f"({_marks(len(_EVENT.names))})"
+        for chunk in _chunked(events):
+            params = [p for event in chunk for p in _EVENT.params(event)]
+            rows = ", ".join([row] * len(chunk))
+            self._x(f"INSERT INTO events ({_EVENT.columns}) VALUES {rows}", params)
+
+    def claim_dedupe_keys(
+        self, claims: Sequence[tuple[str, str]], now: int, ttl_ms: int
+    ) -> dict[str, str]:
+        # One row per key in a statement: an upsert may not touch a row twice.
+        firsts: dict[str, str] = {}
+        for key, event_id in claims:
+            firsts.setdefault(key, event_id)
+        first = list(firsts.items())
+        holders: dict[str, str] = {}
+        for chunk in _chunked(first):
+            params = [v for key, event_id in chunk for v in (key, event_id, now + ttl_ms)]
+            won = self._all(
+                f"INSERT INTO event_dedupe (dedupe_key, event_id, expires_at) VALUES "
+                f"{', '.join(['(?, ?, ?)'] * len(chunk))} "
+                "ON CONFLICT (dedupe_key) DO UPDATE SET event_id = excluded.event_id, "
+                "expires_at = excluded.expires_at WHERE event_dedupe.expires_at <= ? "
+                "RETURNING dedupe_key",
+                [*params, now],
+            )
+            claimed = dict(chunk)
+            for (key,) in won:
+                holders[key] = claimed[key]
+        lost = [key for key, _ in first if key not in holders]
+        for keys in _padded(lost):
+            rows = self._all(
+                "SELECT dedupe_key, event_id FROM event_dedupe "
+                f"WHERE dedupe_key IN ({_marks(len(keys))})",
+                keys,
+            )
+            holders.update((key, event_id) for key, event_id in rows)
+        return holders
+
+    def waited_event_names(self, event_names: Sequence[str]) -> set[str]:
+        sql = "SELECT 1 FROM waits WHERE event_name = ? LIMIT 1"
+        return {name for name in dict.fromkeys(event_names) if self._one(sql, (name,))}
+
+    def find_keyed_waits_among(
+        self, event_name: str, match_path: str, match_values: Sequence[str]
+    ) -> list[WaitRecord]:
+        found: list[WaitRecord] = []
+        for chunk in _padded(list(dict.fromkeys(match_values))):
+            found += self._list(
+                _WAIT,
+                "FROM waits WHERE event_name = ? AND match_path = ? "
+                f"AND match_value IN ({_marks(len(chunk))}) ORDER BY wait_id",
+                (event_name, match_path, *chunk),
+            )
+        if len(match_values) > _CHUNKS[0]:
+            found.sort(key=lambda w: w.wait_id)
+        return found
+
     # -- cron -----------------------------------------------------------------------------------
 
     def claim_cron_tick(self, function_id: str, tick_at: int) -> bool:
@@ -915,6 +975,30 @@ class SqlTx:
             )
             == 1
         )
+
+
+_CHUNKS = (256, 64, 16, 4, 1)
+"""Rows per multi-row statement, largest first: few distinct statement texts, which each
+backend caches (SQLite's statement cache, PostgreSQL's prepared statements)."""
+
+
+def _chunked(items: Sequence[R]) -> Iterator[Sequence[R]]:
+    """``items`` in order, in runs whose lengths are in :data:`_CHUNKS`."""
+    start = 0
+    for size in _CHUNKS:
+        while len(items) - start >= size:
+            yield items[start : start + size]
+            start += size
+
+
+def _padded(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    """``values`` in runs of at most 256 for an ``IN (...)`` list, each padded with its last
+    value to a length in :data:`_CHUNKS`."""
+    top = _CHUNKS[0]
+    for start in range(0, len(values), top):
+        chunk = list(values[start : start + top])
+        size = min(s for s in _CHUNKS if s >= len(chunk))
+        yield chunk + [chunk[-1]] * (size - len(chunk))
 
 
 def _where(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -123,6 +123,10 @@ class _ObservingTx:
     def insert_event(self, event: EventRecord) -> None:
         self._tx.insert_event(event)
         self.notes.append(("event", event.source, None))
+
+    def insert_events(self, events: Sequence[EventRecord]) -> None:
+        self._tx.insert_events(events)
+        self.notes.extend(("event", event.source, None) for event in events)
 
     def insert_run(self, run: RunRecord) -> None:
         self._tx.insert_run(run)
