@@ -136,11 +136,11 @@ class Router:
         the runs they started), and a wait taken by an earlier event is gone for the later ones,
         as when routing them one by one.
         """
-        found = _prefetch_waits(tx, events, now)
+        wires = [event.to_wire() for event in events]
+        found = _prefetch_waits(tx, events, wires, now)
         watched = _WaitWatchingTx(tx)
         routed = watched.as_tx()
-        for index, event in enumerate(events):
-            wire = event.to_wire()
+        for index, (event, wire) in enumerate(zip(events, wires, strict=True)):
             self._start_runs(routed, event, wire, now)
             waits = found.get(index, [])
             if watched.inserted:
@@ -195,14 +195,17 @@ class _WaitWatchingTx:
         return cast(Tx, self)
 
 
-def _prefetch_waits(tx: Tx, events: Sequence[EventRecord], now: int) -> dict[int, list[WaitRecord]]:
-    """The unexpired stored waits each event (by index) satisfies: per awaited event name, one
-    query per key path for all the events' keys, and one for the unkeyed waits."""
+def _prefetch_waits(
+    tx: Tx, events: Sequence[EventRecord], wires: Sequence[dict[str, Any]], now: int
+) -> dict[int, list[WaitRecord]]:
+    """The unexpired stored waits each event (by index; ``wires`` are the events as handlers
+    see them) satisfies: per awaited event name, one query per key path for all the events'
+    keys, and one for the unkeyed waits."""
     found: dict[int, list[WaitRecord]] = {}
     waited = tx.waited_event_names([e.name for e in events])
     triggers: dict[str, dict[str, Any]] = {}
     for name in waited:
-        group = [(i, e.to_wire()) for i, e in enumerate(events) if e.name == name]
+        group = [(i, wires[i]) for i, e in enumerate(events) if e.name == name]
         for path in tx.keyed_wait_paths(name):
             keys: dict[int, str] = {}
             for index, wire in group:
@@ -219,7 +222,7 @@ def _prefetch_waits(tx: Tx, events: Sequence[EventRecord], now: int) -> dict[int
                 if key in by_key:
                     found.setdefault(index, []).extend(by_key[key])
         unkeyed = [w for w in tx.find_unkeyed_waits(name) if w.expires_at > now]
-        for index, wire in group:
+        for index, wire in group if unkeyed else ():
             matched = [w for w in unkeyed if _wait_matches(tx, w, wire, triggers)]
             if matched:
                 found.setdefault(index, []).extend(matched)
