@@ -80,10 +80,16 @@ async def engine_server(
     fallback: str | None = None,
     event_keys: list[str] | None = None,
     retry_interval_ms: int | None = 200,
+    checkpointing: bool = True,
 ) -> AsyncIterator[Served]:
     port = free_port()
     kind = "cloud" if signing_key else "dev"
-    http = HttpDriver(SystemClock(), signing_key=signing_key, signing_key_fallback=fallback)
+    http = HttpDriver(
+        SystemClock(),
+        signing_key=signing_key,
+        signing_key_fallback=fallback,
+        checkpointing=checkpointing,
+    )
     async with Embedded([], db=str(db), http=http, retry_interval_ms=retry_interval_ms) as embedded:
         syncer = Syncer(
             embedded.engine,

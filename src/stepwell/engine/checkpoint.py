@@ -169,6 +169,10 @@ class RunCheckpointer:
             assert self._inflight is not None
             await self._wait(self._inflight)
 
+    def full(self) -> bool:
+        """Never: an in-process invocation runs until the handler ends or suspends."""
+        return False
+
 
 class _AlreadySent(Exception):
     pass

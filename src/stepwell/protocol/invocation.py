@@ -2,7 +2,8 @@
 
 A :class:`Handler` is anything that can be called with a :class:`CallRequest`; the SDK's functions
 are handlers. The in-process driver passes a :class:`Checkpointer` so that consecutive steps run in
-one invocation; a handler served over HTTP gets none, and each new step ends its SDK call.
+one invocation. A handler served over HTTP gets one that holds the finished steps for the answer
+(when the engine allows steps to run inline), or none, and then each new step ends its SDK call.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class Checkpointer(Protocol):
 
     async def flush(self) -> None:
         """Return once every step outcome handed over so far is durable."""
+        ...
+
+    def full(self) -> bool:
+        """True once the invocation should stop after the step just completed and hand back
+        what it has (a served call's budget for steps run inline); the engine calls again."""
         ...
 
 

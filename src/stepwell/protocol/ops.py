@@ -129,6 +129,16 @@ class Gateway:
     body: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RunComplete:
+    """The handler returned ``output`` after steps reported in the same answer (a served call
+    that ran steps back to back): only ever sent by an SDK, the engine reads it as the end."""
+
+    output: Any
+    key: str = ""
+    step_id: str = ""
+
+
 StepOp = (
     StepRun
     | StepFailed
@@ -139,6 +149,7 @@ StepOp = (
     | InvokeFunction
     | DiscoveryRequest
     | Gateway
+    | RunComplete
 )
 SUSPENDING = (Sleep, WaitForEvent, InvokeFunction)
 

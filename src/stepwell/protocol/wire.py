@@ -23,6 +23,7 @@ from stepwell.protocol.ops import (
     CallRequest,
     CallResult,
     InvokeFunction,
+    RunComplete,
     Sleep,
     StepError,
     StepFailed,
@@ -36,6 +37,8 @@ __all__ = [
     "DISCOVERY_STEP_ID",
     "NO_RETRY_HEADER",
     "RETRY_AFTER_HEADER",
+    "RUN_COMPLETE",
+    "RUN_COMPLETE_KEY",
     "WireError",
     "decode_call_request",
     "encode_op",
@@ -47,6 +50,10 @@ __all__ = [
 DISCOVERY_STEP_ID = "step"
 NO_RETRY_HEADER = "x-inngest-no-retry"
 RETRY_AFTER_HEADER = "retry-after"
+RUN_COMPLETE = "RunComplete"
+# The TS SDK gives RunComplete, and a function's own error reported as an op, this id:
+# sha1("complete") (PROTOCOL.md §1.6).
+RUN_COMPLETE_KEY = "0737c22d3bfae812339732d14d8c7dbd6dc4e09c"
 # When the engine does not say how many attempts a step has, never call a failure final: answer
 # StepError and let the engine decide, as the official Python SDK does.
 UNKNOWN_MAX_ATTEMPTS = 2**31 - 1
@@ -166,6 +173,8 @@ def encode_op(op: StepOp) -> dict[str, Any]:
         "displayName": op.step_id,
         "userland": {"id": op.step_id},
     }
+    if isinstance(op, RunComplete):
+        return {"id": RUN_COMPLETE_KEY, "op": RUN_COMPLETE, "data": op.output}
     if isinstance(op, StepRun):
         wire["data"] = op.data
     elif isinstance(op, StepPlanned):

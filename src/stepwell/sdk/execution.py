@@ -246,6 +246,8 @@ class Execution:
             raise _Abort()  # pragma: no cover - park never returns
         self.attempt = 0
         await self.checkpointer.step_completed(op)
+        if self.checkpointer.full():
+            await self.park(None)  # the engine calls again, with this step in the memo
         if isinstance(op, StepRun):
             self.memo[op.key] = {"data": op.data}
             return op.data

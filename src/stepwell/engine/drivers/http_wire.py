@@ -27,11 +27,8 @@ from stepwell.protocol.ops import (
     StepRun,
     WaitForEvent,
 )
+from stepwell.protocol.wire import RUN_COMPLETE, RUN_COMPLETE_KEY
 
-RUN_COMPLETE = "RunComplete"
-# The TS SDK gives RunComplete, and a function's own error reported as an op, this id:
-# sha1("complete") (PROTOCOL.md §1.6).
-RUN_COMPLETE_KEY = "0737c22d3bfae812339732d14d8c7dbd6dc4e09c"
 # What the TS SDK throws, and answers its call with, after /v1/checkpoint answered 409.
 STALE_DISPATCH = "StaleDispatchError"
 MAX_RETRY_AFTER_MS = 24 * 3600 * 1000

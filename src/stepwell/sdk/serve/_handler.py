@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from stepwell.protocol.canonical_json import canonical_json
-from stepwell.protocol.ops import CallRequest
+from stepwell.protocol.ops import CallRequest, CallResult, RunComplete, StepFailed, StepRun
 from stepwell.protocol.signing import bearer_token, sign, verify_signature
 from stepwell.protocol.wire import WireError, decode_call_request, encode_result
 from stepwell.sdk.app import SDK_VERSION, App
@@ -251,7 +251,10 @@ class ServeHandler:
                 call = await self._fetch_state(call)
         except WireError as exc:
             return _error(500, exc.code, f"function {fn.full_id!r}: {exc}")
-        result = await fn(call, None)
+        inline = _InlineSteps(self.app.sender) if _may_run_inline(call, body) else None
+        result = await fn(call, inline)
+        if inline is not None and inline.ops:
+            result = inline.answer(result)
         status, headers, raw = encode_result(result)
         return ServeResponse(status, headers, raw)
 
@@ -375,6 +378,67 @@ class ServeHandler:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+INLINE_BUDGET_S = 0.25
+"""How long a served call runs steps back to back before it answers with them (at most)."""
+INLINE_BUDGET_BYTES = 1024 * 1024
+"""How many bytes of step outputs a served call holds before it answers with them (about)."""
+
+
+def _may_run_inline(call: CallRequest, body: Mapping[str, Any]) -> bool:
+    """Whether the engine lets this call run steps back to back: a discovery call that may run
+    a step at once, from an engine that says it takes several finished steps in one answer (it
+    sends ``ctx.qi_id``, as for the TS SDK's checkpointing)."""
+    ctx = body.get("ctx")
+    return (
+        isinstance(ctx, Mapping)
+        and isinstance(ctx.get("qi_id"), str)
+        and call.target_step is None
+        and not call.disable_immediate_execution
+    )
+
+
+class _InlineSteps:
+    """The checkpointer of a served call that runs steps back to back: it holds each finished
+    step for the answer (206, the steps in completion order), until the call's budget is spent.
+
+    Nothing is durable until the engine records the answer; if the app dies first, those steps
+    run again, as any step whose result was not recorded does.
+    """
+
+    def __init__(self, sender: Any) -> None:
+        self.ops: list[StepRun | StepFailed] = []
+        self._sender = sender
+        self._deadline = time.monotonic() + INLINE_BUDGET_S
+        self._bytes = 0
+
+    async def step_completed(self, op: StepRun | StepFailed) -> None:
+        self.ops.append(op)
+        self._bytes += len(orjson.dumps(op.data if isinstance(op, StepRun) else op.error))
+
+    async def send_events(
+        self, key: str, step_id: str, events: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        ids = list(await self._sender.send_wire(list(events)))
+        self.ops.append(StepRun(key, step_id, {"ids": ids}))
+        return ids
+
+    async def flush(self) -> None:
+        return None
+
+    def full(self) -> bool:
+        return time.monotonic() >= self._deadline or self._bytes >= INLINE_BUDGET_BYTES
+
+    def answer(self, result: CallResult) -> CallResult:
+        """The call's outcome with the steps run inline first. A handler that returned ends the
+        run with them (``RunComplete``); one that raised reports only the steps, so the engine
+        records them and calls again, and the error comes back from a replay."""
+        if not result.done:
+            return replace(result, ops=(*self.ops, *result.ops))
+        if result.error is None:
+            return CallResult(done=False, ops=(*self.ops, RunComplete(result.output)))
+        return CallResult(done=False, ops=tuple(self.ops))
 
 
 def _canonical(body: bytes) -> bytes:
