@@ -192,3 +192,25 @@ async def test_prune_keeps_events_a_debounce_holds_and_drops_skips_of_pruned_eve
     assert await store.read(lambda tx: tx.get_event("held")) is not None
     assert await store.read(lambda tx: tx.get_event("skipped")) is None
     assert await store.read(lambda tx: tx.skips_for_event("skipped")) == []
+
+
+async def test_prune_drops_bulk_operations_that_ended_before_the_cutoff(store: Store) -> None:
+    from stepwell.store.base import BulkRecord
+
+    def bulk(job_id: str, ended_at: int | None) -> BulkRecord:
+        state = "running" if ended_at is None else "done"
+        return BulkRecord(
+            job_id, "cancel", {}, state, 0, 0, 0, 0, (), None, None, None, None, 100, 100, ended_at
+        )
+
+    def setup(tx: Tx) -> None:
+        for record in (bulk("old", 500), bulk("recent", 20_000), bulk("going", None)):
+            tx.insert_bulk_operation(record)
+
+    await store.run(setup)
+    await store.run(lambda tx: tx.prune_ended_runs(CUTOFF, 100))
+    left = [
+        await store.read(lambda tx, j=j: tx.get_bulk_operation(j))
+        for j in ("old", "recent", "going")
+    ]
+    assert [r.job_id if r else None for r in left] == [None, "recent", "going"]

@@ -918,6 +918,8 @@ class SqlTx:
             "ORDER BY created_at LIMIT ?)",
             (ended_before, limit),
         )
+        # Bulk operations that finished before the cutoff (a handful of rows; no index needed).
+        self._x("DELETE FROM bulk_operations WHERE ended_at < ?", (ended_before,))
         return PruneCount(runs=runs, memo=memo, run_events=run_events, events=events)
 
     # -- bulk operations ------------------------------------------------------------------------
