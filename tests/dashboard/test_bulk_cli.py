@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from stepwell.cli.main import main
-from stepwell.engine import operations
+from stepwell.engine import bulk
 from tests.dashboard.dashboard_app import app
 from tests.support import engine_server, serve
 
@@ -28,7 +28,7 @@ async def _statuses(client: httpx.AsyncClient, function_id: str) -> list[str]:
 async def test_runs_cancel_and_replay_act_on_every_run_matching_the_filter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(operations, "PAGE", 3)  # selections span several pages
+    monkeypatch.setattr(bulk, "PAGE", 3)  # selections span several pages
     async with serve([app], tmp_path / "d.db") as url, httpx.AsyncClient(base_url=url) as client:
         for i in range(4):
             await client.post("/e/dev", json={"name": "demo/sleep", "data": {"i": i}})

@@ -14,10 +14,10 @@ import pytest
 
 import stepwell
 from stepwell.clock import FakeClock
-from stepwell.engine import operations
+from stepwell.engine import bulk as operations
 from stepwell.engine.api.app import build_app
+from stepwell.engine.bulk import BulkKind, RunSelection
 from stepwell.engine.engine import Engine
-from stepwell.engine.operations import BulkKind, RunSelection
 from stepwell.store.records import RunFilter, RunRecord
 from tests.conformance.conftest import Backend, backend
 

@@ -20,6 +20,7 @@ import orjson
 
 from stepwell.clock import Clock, SystemClock
 from stepwell.engine import flow, wakeups
+from stepwell.engine.bulk import BulkOperations
 from stepwell.engine.checkpoint import RunCheckpointer, StepRecordedElsewhere
 from stepwell.engine.cron import CronSpec
 from stepwell.engine.drivers.base import Driver, FunctionUnavailable
@@ -27,7 +28,6 @@ from stepwell.engine.drivers.inprocess import InProcessDriver
 from stepwell.engine.ingest import Router, validate_events
 from stepwell.engine.local_lease import LeasingTx
 from stepwell.engine.observers import ObservedStore, RunEndings
-from stepwell.engine.operations import BulkOperations
 from stepwell.engine.registry import FunctionSpec, Registry, parse_function
 from stepwell.engine.transitions import Effects, Transitions, new_cron_run
 from stepwell.errors import ConfigError, NotFound

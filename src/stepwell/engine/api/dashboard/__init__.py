@@ -4,7 +4,7 @@ Pages: runs (``/``, live), a run (``/runs/{id}``: timeline, steps, cancel, rerun
 step), events (``/events``, live) and an event (replay), send an event (``/send``), functions
 (config, invoke), apps (sync state, sync by URL), bulk operations (``/bulk/{id}``) and activity
 (``/activity``: runs per minute per function as inline SVG). Routes hold no business logic: what
-changes state lives in :mod:`stepwell.engine.operations`.
+changes state lives in :mod:`stepwell.engine.operations` and :mod:`stepwell.engine.bulk`.
 """
 
 from __future__ import annotations

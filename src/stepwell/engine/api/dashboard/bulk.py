@@ -18,8 +18,8 @@ from starlette.responses import Response
 
 from stepwell.engine.api.dashboard.html import Form, definition_list, esc, fmt_time, page, redirect
 from stepwell.engine.api.responses import JSON, error, from_exception
-from stepwell.engine.operations import BulkJob, BulkKind, BulkOperations, RunSelection
-from stepwell.engine.operations import selection_from as parse_selection
+from stepwell.engine.bulk import BulkJob, BulkKind, BulkOperations, RunSelection
+from stepwell.engine.bulk import selection_from as parse_selection
 from stepwell.errors import StepwellError
 
 

@@ -22,8 +22,8 @@ from stepwell.engine.api.dashboard.html import (
     table,
     text_input,
 )
+from stepwell.engine.bulk import RunSelection, scan_runs
 from stepwell.engine.engine import Engine
-from stepwell.engine.operations import RunSelection, scan_runs
 from stepwell.errors import StepwellError
 from stepwell.store.records import RunFilter, RunRecord
 
