@@ -92,6 +92,17 @@ async def order(ctx: stepwell.Context) -> dict[str, Any]:
     }
 
 
+@app.function(
+    "audit",
+    trigger=stepwell.Trigger(
+        "inngest/function.finished", if_exp="event.data.function_id == 'crash-nothing'"
+    ),
+)
+async def audit(ctx: stepwell.Context) -> None:
+    """Listens to every run's end, so that each stores its ``inngest/function.finished`` (the
+    test counts them: one per run); its ``if`` holds for no run, so it starts none."""
+
+
 @app.function("item", trigger="crash/item", retries=RETRIES)
 async def item(ctx: stepwell.Context) -> dict[str, Any]:
     data = ctx.event.data

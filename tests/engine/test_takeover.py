@@ -30,6 +30,10 @@ async def test_a_stalled_node_is_taken_over_and_the_run_ends_once(tmp_path: Path
         first = await ctx.step.run("first", lambda: "one")
         return first + "/" + await ctx.step.run("slow", slow)
 
+    @app.function("watch", trigger="inngest/function.finished")
+    async def watch(ctx: stepwell.Context) -> str:
+        return str(ctx.event.data["run_id"])
+
     clock = FakeClock()
     handlers = {fn.full_id: fn for fn in app.functions}
     a = Engine(SqliteStore(str(tmp_path / "s.db")), clock=clock, lease_ms=10_000, node_id="A")
@@ -54,6 +58,7 @@ async def test_a_stalled_node_is_taken_over_and_the_run_ends_once(tmp_path: Path
     assert len(finished) == 1
     assert bodies == ["slow", "slow"]  # at least once: the stalled body ran on both nodes
     all_runs = await b.store.read(lambda tx: tx.list_runs(RunFilter(limit=10)))
-    assert len(all_runs) == 1
+    watched = [r.output for r in all_runs if r.function_id == "t-watch"]
+    assert len(all_runs) == 2 and watched == [runs[0].run_id]  # one end event, one run of it
     for engine in (a, b):
         await engine.stop()

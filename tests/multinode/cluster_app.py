@@ -47,6 +47,17 @@ async def order(ctx: stepwell.Context) -> dict[str, Any]:
     return {"n": n, "tracking": shipped.data["tracking"] if shipped else None, "total": total}
 
 
+@app.function(
+    "audit",
+    trigger=stepwell.Trigger(
+        "inngest/function.finished", if_exp="event.data.function_id == 'cluster-nothing'"
+    ),
+)
+async def audit(ctx: stepwell.Context) -> None:
+    """Listens to every run's end, so that each stores its ``inngest/function.finished`` (the
+    test counts them: one per run); its ``if`` holds for no run, so it starts none."""
+
+
 @app.function("item", trigger="cluster/item")
 async def item(ctx: stepwell.Context) -> str:
     data = ctx.event.data

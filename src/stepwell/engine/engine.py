@@ -33,7 +33,7 @@ from stepwell.engine.transitions import Effects, Transitions, new_cron_run
 from stepwell.errors import ConfigError, NotFound
 from stepwell.ids import new_id
 from stepwell.protocol.invocation import Handler
-from stepwell.protocol.ops import CallRequest, CallResult
+from stepwell.protocol.ops import CallRequest, CallResult, StepError
 from stepwell.store.base import Store, Tx
 from stepwell.store.records import (
     FINAL_STATUSES,
@@ -59,6 +59,7 @@ TIMER_KINDS = frozenset(
         "finish_timeout",
     }
 )
+ENDING_TIMER_KINDS = frozenset({"start_timeout", "finish_timeout"})
 UNAVAILABLE_DELAY_MS = 30_000
 BLOCKED_CHECK_ROUNDS = 6
 """Lease-loop rounds between looks for blocked items when no loaded function limits claims."""
@@ -106,6 +107,7 @@ class Engine:
         self.registry = Registry()
         self.router = Router(self.registry)
         self.transitions = Transitions(self.router, rng, retry_interval_ms)
+        self.transitions.apps_stale = self._apps_stale
         self.drivers: dict[str, Driver] = {}
         self.http = http
         self.apps: dict[str, AppRecord] = {}
@@ -208,8 +210,11 @@ class Engine:
     def _apps_current(self, tx: Tx) -> None:
         """Inside a unit that routes events: raise :class:`_StaleApps` when another node synced
         an app since this node loaded its apps (only where nodes share the store)."""
-        if self._shared and tx.apps_version() != self._apps_version:
+        if self._apps_stale(tx):
             raise _StaleApps
+
+    def _apps_stale(self, tx: Tx) -> bool:
+        return self._shared and tx.apps_version() != self._apps_version
 
     async def register(
         self, request: Mapping[str, Any], handlers: Mapping[str, Handler] | None = None
@@ -293,39 +298,56 @@ class Engine:
         now = self.clock.now_ms()
         incoming = validate_events(events, now=now)
 
-        def ingest(tx: Tx) -> list[str]:
-            self._apps_current(tx)
-            return self.router.ingest(tx, incoming, now)
-
-        for _ in range(3):
-            try:
-                ids = await self._run_leasing(ingest, now)
-                break
-            except _StaleApps:
-                await self._load_served_apps()  # route with the functions the store has
-        else:
-            ids = await self._run_leasing(lambda tx: self.router.ingest(tx, incoming, now), now)
+        ids = await self._run_routing(lambda tx: self.router.ingest(tx, incoming, now), now)
         self._wake.set()
         return ids
 
-    async def _run_leasing(self, work: Callable[[Tx], T], now: int) -> T:
-        """Run a unit; start at once the invocation items it enqueued for now (direct dispatch)."""
+    async def _run_routing(self, work: Callable[[Tx], T], now: int, refill: int = 0) -> T:
+        """:meth:`_run_leasing` for a unit that routes events (its own, or a run's end events):
+        where nodes share the store, the unit first checks that this node has loaded the apps
+        the store has, and if not, the node reloads them and runs the unit again."""
+        if self._shared:
+
+            def checked(tx: Tx) -> T:
+                self._apps_current(tx)
+                return work(tx)
+
+            for _ in range(3):
+                try:
+                    return await self._run_leasing(checked, now, refill)
+                except _StaleApps:
+                    await self._load_served_apps()  # route with the functions the store has
+        return await self._run_leasing(work, now, refill)
+
+    async def _run_leasing(self, work: Callable[[Tx], T], now: int, refill: int = 0) -> T:
+        """Run a unit; start at once the invocation items it enqueued for now (direct dispatch).
+
+        ``refill``: slots the unit frees (the invocation whose outcome it commits); while the
+        queue has a backlog, the unit also claims that many due items for them, with their
+        snapshots, so a busy node needs no claim of its own nor any read per item.
+        """
         capacity = self.concurrency - len(self._inflight)
-        if not self._running or capacity <= 0:
+        if not self._running:
+            return await self.store.run(work)
+        refill = refill if self._claim_was_full else 0
+        if capacity <= 0 and not refill:
             return await self.store.run(work)
         owner, lease = self.node_id, self.lease_ms
         limited = self._claim_limited
 
-        def unit(tx: Tx) -> tuple[T, list[tuple[QueueItem, _Snapshot]]]:
+        def unit(tx: Tx) -> tuple[T, list[_Started], list[_Started]]:
             leasing = LeasingTx(
                 tx, owner=owner, now=now, lease_ms=lease, capacity=capacity, limited=limited
             )
             result = work(leasing.as_tx())
             # Load what the invocation needs here, in the writer, instead of a read later.
-            return result, [(item, _load_run(tx, item.run_id)) for item in leasing.leased]
+            leased: list[_Started] = [(i, _load_run(tx, i.run_id)) for i in leasing.leased]
+            return result, leased, self._claim(tx, now=now, limit=refill) if refill else []
 
-        result, leased = await self.store.run(unit)
-        for item, snapshot in leased:
+        result, leased, claimed = await self.store.run(unit)
+        if refill:
+            self._claim_was_full = len(claimed) >= refill
+        for item, snapshot in [*leased, *claimed]:
             self._start(item, snapshot)
         return result
 
@@ -362,7 +384,7 @@ class Engine:
                 return None
             return self.transitions.cancel(tx, run_id, now, reason)
 
-        done = await self.store.run(cancel)
+        done = await self._run_routing(cancel, now)
         if done is None:
             raise NotFound(f"run {run_id!r} not found")
         self._wake.set()
@@ -384,18 +406,21 @@ class Engine:
         free = self.concurrency - len(self._inflight)
         if free <= 0:
             return 0
+        claimed = await self.store.run(functools.partial(self._claim, now=now, limit=free))
+        self._claim_was_full = len(claimed) == free
+        for item, snapshot in claimed:
+            self._start(item, snapshot)
+        return len(claimed)
+
+    def _claim(self, tx: Tx, *, now: int, limit: int) -> list[_Started]:
+        """Lease up to ``limit`` due items to this node, each invocation item with its run's
+        snapshot, read in the claiming unit rather than by a read of its own later."""
         owner, lease = self.node_id, self.lease_ms
         if self.registry.limits_claims:
-            limited = self._maybe_limited
-            items = await self.store.run(
-                lambda tx: flow.claim(tx, now, owner, lease, free, limited)
-            )
+            items = flow.claim(tx, now, owner, lease, limit, self._maybe_limited)
         else:
-            items = await self.store.run(lambda tx: tx.claim(now, owner, lease, free))
-        self._claim_was_full = len(items) == free
-        for item in items:
-            self._start(item)
-        return len(items)
+            items = tx.claim(now, owner, lease, limit)
+        return [(i, None if i.kind in TIMER_KINDS else _load_run(tx, i.run_id)) for i in items]
 
     def _start(self, item: QueueItem, snapshot: _Snapshot | None = None) -> None:
         task = asyncio.create_task(self._process(item, snapshot))
@@ -516,9 +541,13 @@ class Engine:
         try:
             if item.kind in TIMER_KINDS:
                 now = self.clock.now_ms()
-                effects = await self.store.run(
-                    lambda tx: self.transitions.fire_timer(tx, item, owner, now)
+                fire = functools.partial(
+                    self.transitions.fire_timer, item=item, owner=owner, now=now
                 )
+                if item.kind in ENDING_TIMER_KINDS:  # it may cancel the run
+                    effects = await self._run_routing(fire, now)
+                else:
+                    effects = await self.store.run(fire)
             else:
                 effects = await self._invoke(item, snapshot)
             if effects.wake:
@@ -598,7 +627,10 @@ class Engine:
                 tx.set_run_attempt(run.run_id, 0)
             return self.transitions.apply(tx, run, spec, item, owner, result, done_at)
 
-        return await self._run_leasing(commit, done_at)
+        if result.done or any(isinstance(op, StepError) for op in result.ops):
+            # The run may end: its end events are routed with the apps the store has.
+            return await self._run_routing(commit, done_at, refill=1)
+        return await self._run_leasing(commit, done_at, refill=1)
 
     # -- tests and tools -------------------------------------------------------------------------
 
@@ -632,6 +664,10 @@ def _cron_unit(spec: FunctionSpec, source: str, tick_at: int, now: int, tx: Tx) 
 
 
 _Snapshot = tuple[RunRecord | None, list[MemoRecord], list[dict[str, Any]]]
+
+
+_Started = tuple[QueueItem, _Snapshot | None]
+"""A queue item leased to this node, with its run's snapshot when it invokes the run."""
 
 
 def _load_run(tx: Tx, run_id: str) -> _Snapshot:

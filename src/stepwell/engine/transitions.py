@@ -8,6 +8,7 @@ an invoking parent, dropping queue items and waits) hangs off ``Tx.finish_run`` 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,9 @@ class Transitions:
         # None: Inngest's exponential schedule; a number: that fixed delay between attempts.
         self.retry_interval_ms = retry_interval_ms
         router.cancel = self.cancel
+        self.apps_stale: Callable[[Tx], bool] = _never_stale
+        """Whether the store holds apps the router's registry has not loaded (another node
+        synced them): end events nobody here listens to are then stored all the same."""
 
     def cancel(self, tx: Tx, run_id: str, now: int, reason: str) -> bool:
         """Cancel a run that has not ended; returns whether this call cancelled it."""
@@ -397,6 +401,9 @@ class Transitions:
         output: Any,
         error: dict[str, Any] | None,
     ) -> None:
+        names = self._listened(tx, [FINISHED, *_STATUS_EVENTS.get(status, ())])
+        if not names:
+            return
         trigger = tx.get_event(run.event_id)
         if trigger is not None and trigger.name in END_EVENTS:
             return  # runs started by end events emit none, so handlers never trigger themselves
@@ -412,11 +419,33 @@ class Transitions:
             data["result"] = output
         else:
             data["error"] = error
-        names = [FINISHED, *{"Failed": [FAILED], "Cancelled": [CANCELLED]}.get(status, [])]
         for name in names:
             record = EventRecord(new_id(), name, data, now, now, source="system")
             tx.insert_event(record)
             self.router.route(tx, record, now)
+
+    def _listened(self, tx: Tx, names: list[str]) -> list[str]:
+        """Those of the end events ``names`` that something can observe: a function triggered by
+        the name (wildcards included, whatever its ``if``), or a wait (``wait_for_event``,
+        ``cancel_on``) on it. The others are neither stored nor routed: a run's end costs no
+        event when nothing listens. An invoking parent does not need them (``finish`` resumes it).
+        """
+        registry = self.router.registry
+        unheard = [n for n in names if not registry.candidates(n)]
+        if not unheard:
+            return names
+        waited = tx.waited_event_names(unheard)
+        if len(waited) < len(unheard) and self.apps_stale(tx):
+            return names  # another node synced apps this one has not loaded: store them all
+        return [n for n in names if n not in unheard or n in waited]
+
+
+_STATUS_EVENTS: dict[str, tuple[str, ...]] = {"Failed": (FAILED,), "Cancelled": (CANCELLED,)}
+"""The end event a status emits besides ``inngest/function.finished``."""
+
+
+def _never_stale(tx: Tx) -> bool:
+    return False
 
 
 def _skip_reason(tx: Tx, event: EventRecord, spec: FunctionSpec) -> str:
