@@ -302,7 +302,7 @@ class Engine:
         self._wake.set()
         return ids
 
-    async def _run_routing(self, work: Callable[[Tx], T], now: int, refill: int = 0) -> T:
+    async def _run_routing(self, work: Callable[[Tx], T], now: int) -> T:
         """:meth:`_run_leasing` for a unit that routes events (its own, or a run's end events):
         where nodes share the store, the unit first checks that this node has loaded the apps
         the store has, and if not, the node reloads them and runs the unit again."""
@@ -314,40 +314,29 @@ class Engine:
 
             for _ in range(3):
                 try:
-                    return await self._run_leasing(checked, now, refill)
+                    return await self._run_leasing(checked, now)
                 except _StaleApps:
                     await self._load_served_apps()  # route with the functions the store has
-        return await self._run_leasing(work, now, refill)
+        return await self._run_leasing(work, now)
 
-    async def _run_leasing(self, work: Callable[[Tx], T], now: int, refill: int = 0) -> T:
-        """Run a unit; start at once the invocation items it enqueued for now (direct dispatch).
-
-        ``refill``: slots the unit frees (the invocation whose outcome it commits); while the
-        queue has a backlog, the unit also claims that many due items for them, with their
-        snapshots, so a busy node needs no claim of its own nor any read per item.
-        """
+    async def _run_leasing(self, work: Callable[[Tx], T], now: int) -> T:
+        """Run a unit; start at once the invocation items it enqueued for now (direct dispatch)."""
         capacity = self.concurrency - len(self._inflight)
-        if not self._running:
-            return await self.store.run(work)
-        refill = refill if self._claim_was_full else 0
-        if capacity <= 0 and not refill:
+        if not self._running or capacity <= 0:
             return await self.store.run(work)
         owner, lease = self.node_id, self.lease_ms
         limited = self._claim_limited
 
-        def unit(tx: Tx) -> tuple[T, list[_Started], list[_Started]]:
+        def unit(tx: Tx) -> tuple[T, list[_Started]]:
             leasing = LeasingTx(
                 tx, owner=owner, now=now, lease_ms=lease, capacity=capacity, limited=limited
             )
             result = work(leasing.as_tx())
             # Load what the invocation needs here, in the writer, instead of a read later.
-            leased: list[_Started] = [(i, _load_run(tx, i.run_id)) for i in leasing.leased]
-            return result, leased, self._claim(tx, now=now, limit=refill) if refill else []
+            return result, [(item, _load_run(tx, item.run_id)) for item in leasing.leased]
 
-        result, leased, claimed = await self.store.run(unit)
-        if refill:
-            self._claim_was_full = len(claimed) >= refill
-        for item, snapshot in [*leased, *claimed]:
+        result, leased = await self.store.run(unit)
+        for item, snapshot in leased:
             self._start(item, snapshot)
         return result
 
@@ -629,8 +618,8 @@ class Engine:
 
         if result.done or any(isinstance(op, StepError) for op in result.ops):
             # The run may end: its end events are routed with the apps the store has.
-            return await self._run_routing(commit, done_at, refill=1)
-        return await self._run_leasing(commit, done_at, refill=1)
+            return await self._run_routing(commit, done_at)
+        return await self._run_leasing(commit, done_at)
 
     # -- tests and tools -------------------------------------------------------------------------
 
