@@ -182,7 +182,8 @@ def _steps(run: RunRecord, memo: list[MemoRecord]) -> str:
         else:
             shown = json_block(value, f"result of {m.step_id}")
         if m.input is not None:
-            shown = json_block(m.input, f"input of {m.step_id}") + shown
+            named = shown if shown.startswith("<p>") else "<p>Output</p>" + shown
+            shown = "<p>Input</p>" + json_block(m.input, f"input of {m.step_id}") + named
         about = [m.kind]
         if m.started_at is not None:
             about.append(fmt_ms(m.created_at - m.started_at))
