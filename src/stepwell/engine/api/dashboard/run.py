@@ -228,7 +228,10 @@ def _rerun_from(run: RunRecord, step: MemoRecord, earlier: list[MemoRecord]) -> 
             f'data-edit-step="{esc(m.step_id)}">{esc(json_text(m.value["data"]))}</textarea>'
         )
     edits = "".join(fields) or '<p class="muted">No earlier step outputs to edit.</p>'
-    own = ""
+    own = (
+        '<p class="muted">This step recorded no input to edit: it was called without arguments, '
+        "or by an SDK that does not report them.</p>"
+    )
     if step.input is not None:
         ident = f"input-{step.step_key[:16]}"
         own = (
