@@ -46,6 +46,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pg8000.native
 from pg8000.converters import make_params
+from pg8000.core import SYNC_MSG, Context
 
 from stepwell.errors import StoreError
 from stepwell.store import migrations
@@ -185,10 +186,17 @@ class _Connection:
     Statements run as named prepared statements, cached per connection by their text (least
     recently used out first): after the first use, one round trip per execution and no parse.
     pg8000's ``prepare_statement`` / ``execute_named`` are what its own ``PreparedStatement``
-    uses; we call them to keep ``$n`` markers instead of its ``:name`` ones.
+    uses; we call them (and its message writers) to keep ``$n`` markers instead of its ``:name``
+    ones, and to pipeline.
+
+    Pipelining: :meth:`send` writes parameterless statements whose answer nobody waits for
+    (``BEGIN``, ``RELEASE SAVEPOINT``, a read's ``ROLLBACK``) without waiting; they go out with
+    the next statement, and their answers are read, in order, before its own. So a transaction's
+    ``BEGIN`` costs no round trip of its own. An error answered to a sent statement is raised by
+    the call that read it.
     """
 
-    __slots__ = ("_prepared", "_raw", "fileno")
+    __slots__ = ("_pending", "_prepared", "_raw", "answered", "fileno")
 
     def __init__(self, target: Target, sslmode: str, application_name: str) -> None:
         sock = socket.create_connection((target.host, target.port), CONNECT_TIMEOUT_S)
@@ -212,29 +220,76 @@ class _Connection:
             sock.close()
             raise
         self._prepared: dict[str, tuple[Any, Any, Any]] = {}
+        self._pending: list[Context] = []
+        self.answered = 0
+        """Answers read so far: whether the server answered anything since a given moment."""
 
     def execute(self, sql: str, params: Sequence[Any], /) -> _Result:
         raw = self._raw
         statement = self._prepared.pop(sql, None)
         if statement is None:
+            self._answers()  # a prepare reads its own answer: take those before it first
             statement = raw.prepare_statement(sql, ())
             if len(self._prepared) >= _PREPARED_MAX:
                 oldest = next(iter(self._prepared))
                 raw.close_prepared_statement(self._prepared.pop(oldest)[0])
         self._prepared[sql] = statement  # (re)inserted last: the most recently used
         name, columns, decoders = statement
-        context = raw.execute_named(name, make_params(raw.py_types, params), columns, decoders, sql)
+        context = Context(sql, columns=columns, input_funcs=decoders)
+        raw.send_BIND(name, make_params(raw.py_types, params))
+        raw.send_EXECUTE()
+        raw._sock.write(SYNC_MSG)
+        self._answers(context)
         return _Result(context.rows or [], context.row_count)
 
     def once(self, sql: str, params: Sequence[Any] = ()) -> _Result:
         """Run a statement unprepared (migrations, one-off queries)."""
+        self._answers()
         raw = self._raw
         context = raw.execute_unnamed(sql, make_params(raw.py_types, params))
         return _Result(context.rows or [], context.row_count)
 
     def simple(self, sql: str) -> None:
         """Run one or more parameterless statements in one round trip (BEGIN, SAVEPOINT, ...)."""
-        self._raw.execute_simple(sql)
+        self.send(sql)
+        self._answers()
+
+    def send(self, sql: str, *, now: bool = False) -> None:
+        """Send parameterless statements, leaving their answer to the next call to read.
+
+        They go out with the next statement, or at once with ``now`` (a ``ROLLBACK`` that
+        must not wait for the connection's next use to end its transaction).
+        """
+        self._raw.send_QUERY(sql)
+        self._pending.append(Context(sql))
+        if now:
+            self._raw._sock.flush()
+
+    def _answers(self, last: Context | None = None) -> None:
+        """Send what is written, then read the pending answers and ``last``'s, in order; raise
+        the first error once all are read (the connection stays in step with the server)."""
+        waiting = self._pending
+        if last is not None:
+            waiting.append(last)
+        if not waiting:
+            return
+        self._pending = []
+        raw = self._raw
+        try:
+            raw._sock.flush()
+        except OSError as exc:
+            raise pg8000.InterfaceError("network error") from exc
+        error: Exception | None = None
+        for context in waiting:
+            try:
+                raw.handle_messages(context)
+            except Exception as exc:
+                if _connection_lost(exc):
+                    raise
+                error = error or exc
+            self.answered += 1
+        if error is not None:
+            raise error
 
     def notifications(self) -> list[tuple[int, str, str]]:
         """Take the ``(pid, channel, payload)`` notifications received so far."""
@@ -525,7 +580,7 @@ class PostgresStore:
         for attempt in (1, 2):  # a read is safe to repeat on a new connection
             conn = self._reader()
             try:
-                conn.simple(_READ_BEGIN)
+                conn.send(_READ_BEGIN)  # goes out with the first statement
                 value = call_unit(work, SqlTx(conn, POSTGRES, _now_ms()))
             except Exception as exc:
                 if not _connection_lost(exc):
@@ -540,8 +595,10 @@ class PostgresStore:
         raise AssertionError("unreachable")
 
     def _end_read(self, conn: _Connection) -> None:
+        # Sent now, so that no snapshot is held, but answered to the connection's next use (a
+        # lost connection is then a read retried on a new one).
         try:
-            conn.simple("ROLLBACK")
+            conn.send("ROLLBACK", now=True)
         except Exception:
             self._drop_reader(conn)
 
@@ -561,49 +618,54 @@ class PostgresStore:
             if current is not None:
                 current.close()
 
-    def _begin(self, conn: _Connection | None) -> _Connection:
-        """``BEGIN`` on ``conn``; on a new connection if it is gone or died while idle."""
-        if conn is not None:
-            try:
-                conn.simple("BEGIN; SAVEPOINT unit")
-                return conn
-            except Exception:
-                conn.close()
-        conn = self._connect()
-        conn.simple("BEGIN; SAVEPOINT unit")
-        return conn
-
     def _commit(
         self, conn: _Connection | None, batch: list[Job]
     ) -> tuple[_Connection | None, list[Outcome]]:
         """Run a batch in one transaction, a savepoint per unit; one outcome per job.
 
-        Between units exactly one savepoint named ``unit`` is open: released before the next
-        unit sets its own, or kept (empty) after a rollback to it.
+        ``BEGIN`` goes out with the first statement. If the connection turns out dead before
+        the server answered anything (it died while idle), nothing of the batch can have
+        committed: the batch runs again on a new connection, unseen by its callers.
         """
-        try:
-            live = self._begin(conn)
-        except Exception as exc:
-            return None, [(False, _batch_failed(exc, len(batch), self.target)) for _ in batch]
-        tx = _PgTx(live, _now_ms())
-        try:
-            outcomes = []
-            for n, job in enumerate(batch):
-                if n:
-                    live.simple("RELEASE SAVEPOINT unit; SAVEPOINT unit")
-                outcomes.append(_unit(live, tx, job))
-            notify = f"NOTIFY {_ident(self.channel)}, '{self.node_id}'; " if tx.due else ""
-            live.simple(f"{notify}COMMIT")
-        except BaseException as exc:
-            # The transaction as a whole failed: no unit of the batch may report success.
-            failed = [(False, _batch_failed(exc, len(batch), self.target)) for _ in batch]
+        for attempt in (1, 2):
+            if conn is None:
+                try:
+                    conn = self._connect()
+                except Exception as exc:
+                    failure = [(False, _batch_failed(exc, len(batch), self.target)) for _ in batch]
+                    return None, failure
+            answered = conn.answered
             try:
-                live.simple("ROLLBACK")
-            except Exception:
-                live.close()  # the connection is gone: the next batch opens another
-                return None, failed
-            return live, failed
-        return live, outcomes
+                return conn, self._units(conn, batch)
+            except BaseException as exc:
+                if attempt == 1 and _connection_lost(exc) and conn.answered == answered:
+                    conn.close()
+                    conn = None
+                    continue
+                # The transaction as a whole failed: no unit of the batch may report success.
+                failed = [(False, _batch_failed(exc, len(batch), self.target)) for _ in batch]
+                try:
+                    conn.simple("ROLLBACK")
+                except Exception:
+                    conn.close()  # the connection is gone: the next batch opens another
+                    return None, failed
+                return conn, failed
+        raise AssertionError("unreachable")
+
+    def _units(self, conn: _Connection, batch: list[Job]) -> list[Outcome]:
+        """The batch's units and its ``COMMIT``. Between units exactly one savepoint named
+        ``unit`` is open: released before the next unit sets its own, or kept (empty) after a
+        rollback to it."""
+        conn.send("BEGIN; SAVEPOINT unit")
+        tx = _PgTx(conn, _now_ms())
+        outcomes = []
+        for n, job in enumerate(batch):
+            if n:
+                conn.send("RELEASE SAVEPOINT unit; SAVEPOINT unit")
+            outcomes.append(_unit(conn, tx, job))
+        notify = f"NOTIFY {_ident(self.channel)}, '{self.node_id}'; " if tx.due else ""
+        conn.simple(f"{notify}COMMIT")
+        return outcomes
 
 
 def _next_batch(jobs: queue.SimpleQueue[Job | object]) -> tuple[list[Job], bool] | None:
