@@ -14,7 +14,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -39,6 +39,7 @@ from stepwell.store.records import (
     FINAL_STATUSES,
     INPUT_KIND,
     AppRecord,
+    EventRecord,
     FunctionRecord,
     MemoRecord,
     QueueItem,
@@ -64,6 +65,8 @@ UNAVAILABLE_DELAY_MS = 30_000
 BLOCKED_CHECK_ROUNDS = 6
 """Lease-loop rounds between looks for blocked items when no loaded function limits claims."""
 ENGINE_ERROR_DELAY_MS = 5_000
+FRESH_RUNS_KEPT = 10_000
+"""At most this many new runs' events are kept for the claims that start them."""
 
 
 class Engine:
@@ -124,6 +127,11 @@ class Engine:
         # Where nodes share the store, each checks it routes with the apps the store has.
         self._shared = wakeups.notifier_of(store) is not None
         self._apps_version: tuple[int, int, int] | None = None
+        # Events of runs this node's units created, by run id, until a claim starts them.
+        self._fresh: dict[str, list[EventRecord]] = {}
+        # What checkpointers write through: the runs a step's sent events start are dispatched
+        # directly too.
+        self._dispatching = cast(Store, _DispatchingStore(self))
         self.bulk = BulkOperations(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -320,22 +328,26 @@ class Engine:
         return await self._run_leasing(work, now)
 
     async def _run_leasing(self, work: Callable[[Tx], T], now: int) -> T:
-        """Run a unit; start at once the invocation items it enqueued for now (direct dispatch)."""
-        capacity = self.concurrency - len(self._inflight)
-        if not self._running or capacity <= 0:
+        """Run a unit; start at once the invocation items it enqueued for now (direct dispatch),
+        and keep the events of the runs it created for the claims that will start them."""
+        if not self._running:
             return await self.store.run(work)
+        capacity = max(self.concurrency - len(self._inflight), 0)
         owner, lease = self.node_id, self.lease_ms
         limited = self._claim_limited
 
-        def unit(tx: Tx) -> tuple[T, list[_Started]]:
+        def unit(tx: Tx) -> tuple[T, list[_Started], dict[str, list[EventRecord]]]:
             leasing = LeasingTx(
                 tx, owner=owner, now=now, lease_ms=lease, capacity=capacity, limited=limited
             )
             result = work(leasing.as_tx())
             # Load what the invocation needs here, in the writer, instead of a read later.
-            return result, [(item, _load_run(tx, item.run_id)) for item in leasing.leased]
+            leased: list[_Started] = [(i, _load_run(tx, i.run_id)) for i in leasing.leased]
+            return result, leased, leasing.fresh_runs()
 
-        result, leased = await self.store.run(unit)
+        result, leased, fresh = await self.store.run(unit)
+        if fresh and len(self._fresh) < FRESH_RUNS_KEPT:
+            self._fresh.update(fresh)
         for item, snapshot in leased:
             self._start(item, snapshot)
         return result
@@ -409,7 +421,20 @@ class Engine:
             items = flow.claim(tx, now, owner, lease, limit, self._maybe_limited)
         else:
             items = tx.claim(now, owner, lease, limit)
-        return [(i, None if i.kind in TIMER_KINDS else _load_run(tx, i.run_id)) for i in items]
+        return [(i, self._snapshot(tx, i)) for i in items]
+
+    def _snapshot(self, tx: Tx, item: QueueItem) -> _Snapshot | None:
+        """What invoking the run of a claimed item needs (None for a timer). A run this node
+        created is read back whole only if something happened to it since: its first
+        invocation finds it queued, never started, so with no memo yet."""
+        if item.kind in TIMER_KINDS:
+            return None
+        events = self._fresh.pop(item.run_id, None)
+        if events is not None and item.kind == "start":
+            run = tx.get_run(item.run_id)
+            if run is not None and run.status == "Queued" and run.started_at is None:
+                return run, [], [e.to_wire() for e in events]
+        return _load_run(tx, item.run_id)
 
     def _start(self, item: QueueItem, snapshot: _Snapshot | None = None) -> None:
         task = asyncio.create_task(self._process(item, snapshot))
@@ -575,7 +600,7 @@ class Engine:
             return Effects()
         now = self.clock.now_ms()
         checkpointer = RunCheckpointer(
-            self.store, self.router, self.clock, run.run_id, self._wake.set
+            self._dispatching, self.router, self.clock, run.run_id, self._wake.set
         )
         if run.status == "Queued":
             attempt = run.attempt
@@ -642,6 +667,19 @@ class Engine:
         if run is None:
             raise NotFound(f"run {run_id!r} not found")
         return run
+
+
+class _DispatchingStore:
+    """The engine's store, whose units run with direct dispatch (:meth:`Engine._run_leasing`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def run(self, work: Callable[[Tx], T]) -> T:
+        return await self._engine._run_leasing(work, self._engine.clock.now_ms())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine.store, name)
 
 
 class _StaleApps(Exception):
