@@ -29,6 +29,7 @@ from stepwell.clock import Clock
 from stepwell.engine.ingest import Router, validate_events
 from stepwell.protocol.ops import StepFailed, StepRun
 from stepwell.store.base import Store, Tx
+from stepwell.store.records import MemoRecord
 
 
 class RunCheckpointer:
@@ -61,19 +62,17 @@ class RunCheckpointer:
 
     async def step_completed(self, op: StepRun | StepFailed) -> None:
         self.steps += 1
-        now = self._clock.now_ms()
         value = {"data": op.data} if isinstance(op, StepRun) else {"error": op.error}
         started = op.started_at if isinstance(op, StepRun) else None
-        run_id = self._run_id
-
-        def write(tx: Tx) -> None:
-            if tx.put_memo(run_id, op.key, op.step_id, "run", value, now, started, 1, op.input):
-                return
-            recorded = next((m.value for m in tx.get_memo(run_id) if m.step_key == op.key), None)
-            if recorded != value:
-                raise StepRecordedElsewhere(run_id, op.step_id)
-
-        self.defer(write)
+        memo = MemoRecord(
+            self._run_id, op.key, op.step_id, "run", value, 0, self._clock.now_ms(), started, 1,
+            op.input,
+        )  # fmt: skip
+        last = self._buffer[-1] if self._buffer else None
+        if isinstance(last, _StepWrites):
+            last.memos.append(memo)  # checkpoints in a row: one statement
+        else:
+            self.defer(_StepWrites([memo]))
 
     def defer(self, work: Callable[[Tx], Any]) -> None:
         """Hand ``work`` to the store without waiting; :meth:`flush` waits for it."""
@@ -172,6 +171,25 @@ class RunCheckpointer:
     def full(self) -> bool:
         """Never: an in-process invocation runs until the handler ends or suspends."""
         return False
+
+
+class _StepWrites:
+    """The memo writes of steps completed in a row, as one unit's work (one statement)."""
+
+    __slots__ = ("memos",)
+
+    def __init__(self, memos: list[MemoRecord]) -> None:
+        self.memos = memos
+
+    def __call__(self, tx: Tx) -> None:
+        written = tx.put_memos(self.memos)
+        lost = [m for m, won in zip(self.memos, written, strict=True) if not won]
+        if not lost:
+            return
+        recorded = {m.step_key: m.value for m in tx.get_memo(lost[0].run_id)}
+        for memo in lost:
+            if recorded.get(memo.step_key) != memo.value:
+                raise StepRecordedElsewhere(memo.run_id, memo.step_id)
 
 
 class _AlreadySent(Exception):

@@ -394,6 +394,16 @@ class Tx(Protocol):
         """Keyed waits on ``event_name`` whose key is one of ``match_values``, oldest first."""
         ...
 
+    # -- memo by the batch (checkpoints) ---------------------------------------------------------
+
+    def put_memos(self, memos: Sequence[MemoRecord]) -> list[bool]:
+        """:meth:`put_memo` for each record in order, in few statements: one per 32 records
+        when no ``(run_id, step_key)`` repeats among them. Returns what each call would have.
+
+        Each record's ``seq`` is ignored: the store assigns the next ones, in the order given.
+        """
+        ...
+
     # -- runs started by invoke -----------------------------------------------------------------
 
     def find_child_runs(self, parent_run_id: str, parent_step_key: str) -> list[RunRecord]:

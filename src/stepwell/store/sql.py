@@ -390,21 +390,29 @@ class SqlTx:
         attempts: int = 1,
         input: Any = None,
     ) -> bool:
-        # First write wins, except over a row that only holds the input a step must run with.
-        params = (run_id, step_key, step_id, kind, _dumps(value), run_id, now, started_at)
-        return (
-            self._changed(
-                f"INSERT INTO memo ({_MEMO.columns}) VALUES (?, ?, ?, ?, ?, "
-                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM memo WHERE run_id = ?), ?, ?, ?, ?) "
-                "ON CONFLICT (run_id, step_key) DO UPDATE SET step_id = excluded.step_id, "
-                "kind = excluded.kind, value = excluded.value, seq = excluded.seq, "
-                "created_at = excluded.created_at, started_at = excluded.started_at, "
-                "attempts = excluded.attempts, input = excluded.input "
-                f"WHERE memo.kind = '{INPUT_KIND}'",
-                (*params, attempts, _dumps(input)),
-            )
-            == 1
-        )
+        params = (run_id, step_key, step_id, kind, _dumps(value), 1, run_id, now, started_at)
+        return self._changed(_memo_insert(1), (*params, attempts, _dumps(input))) == 1
+
+    def put_memos(self, memos: Sequence[MemoRecord]) -> list[bool]:
+        keys = [(m.run_id, m.step_key) for m in memos]
+        if len(set(keys)) < len(keys):  # an upsert may not touch a row twice: one by one
+            return [self.put_memo(*_memo_args(m)) for m in memos]
+        written: set[tuple[str, str]] = set()
+        for start in range(0, len(memos), _MEMO_ROWS):
+            chunk = memos[start : start + _MEMO_ROWS]
+            params: list[Any] = []
+            rank: dict[str, int] = {}
+            for m in chunk:
+                # Each row's seq is the run's highest before the statement plus its rank.
+                rank[m.run_id] = rank.get(m.run_id, 0) + 1
+                run_id, step_key, step_id, kind, value, now, started, attempts, input = _memo_args(
+                    m
+                )
+                params += (run_id, step_key, step_id, kind, _dumps(value), rank[m.run_id])
+                params += (run_id, now, started, attempts, _dumps(input))
+            rows = self._all(f"{_memo_insert(len(chunk))} RETURNING run_id, step_key", params)
+            written.update((r[0], r[1]) for r in rows)
+        return [key in written for key in keys]
 
     def get_memo(self, run_id: str) -> list[MemoRecord]:
         return self._list(_MEMO, "FROM memo WHERE run_id = ? ORDER BY seq, step_key", (run_id,))
@@ -977,6 +985,44 @@ class SqlTx:
             )
             == 1
         )
+
+
+_MEMO_ROWS = 32
+"""Memo rows per statement at most: a statement text per count up to it, few in practice (a
+unit carries the checkpoints of the steps one invocation took since its last commit)."""
+
+
+def _memo_insert(rows: int) -> str:
+    """The memo upsert of ``rows`` rows; each row's seq is the run's highest plus a parameter.
+
+    First write wins, except over a row that only holds the input a step must run with.
+    """
+    row = (
+        "(?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + ? FROM memo WHERE run_id = ?), ?, ?, ?, ?)"
+    )
+    return (
+        f"INSERT INTO memo ({_MEMO.columns}) VALUES {', '.join([row] * rows)} "
+        "ON CONFLICT (run_id, step_key) DO UPDATE SET step_id = excluded.step_id, "
+        "kind = excluded.kind, value = excluded.value, seq = excluded.seq, "
+        "created_at = excluded.created_at, started_at = excluded.started_at, "
+        "attempts = excluded.attempts, input = excluded.input "
+        f"WHERE memo.kind = '{INPUT_KIND}'"
+    )
+
+
+def _memo_args(m: MemoRecord) -> tuple[str, str, str, str, Any, int, int | None, int, Any]:
+    """A record as :meth:`SqlTx.put_memo`'s arguments."""
+    return (
+        m.run_id,
+        m.step_key,
+        m.step_id,
+        m.kind,
+        m.value,
+        m.created_at,
+        m.started_at,
+        m.attempts,
+        m.input,
+    )
 
 
 _CHUNKS = (256, 64, 16, 4, 1)
