@@ -51,7 +51,7 @@ from pg8000.core import SYNC_MSG, Context
 from stepwell.errors import StoreError
 from stepwell.store import migrations
 from stepwell.store.base import Tx
-from stepwell.store.records import QueueItem
+from stepwell.store.records import AppRecord, FunctionRecord, QueueItem
 from stepwell.store.sql import POSTGRES, SqlTx
 
 # The group-commit plumbing is the SQLite store's: jobs, unit calls, answering the callers.
@@ -340,13 +340,49 @@ def _migrate(conn: _Connection, schema: str | None) -> list[int]:
 
 
 class _PgTx(SqlTx):
-    """:class:`SqlTx` noting whether a unit made work due now, so the batch can NOTIFY."""
+    """:class:`SqlTx` over a batch: notes whether a unit made work due now, so the batch can
+    NOTIFY, and reads the apps version once per batch.
 
-    __slots__ = ("due",)
+    Every unit that routes events checks the apps version; reading it once per batch answers
+    the same: the batch's units were all submitted before it began, so a sync that committed
+    before any of them was submitted is in what the first read sees. A unit of the batch that
+    writes apps or pauses, or rolls back, makes the next check read again.
+    """
+
+    __slots__ = ("_apps", "due")
 
     def __init__(self, conn: _Connection, now_ms: int) -> None:
         super().__init__(conn, POSTGRES, now_ms)
         self.due = False
+        self._apps: tuple[int, int, int] | None = None
+
+    def rolled_back(self, due: bool) -> None:
+        """The current unit was rolled back: ``due`` as it was before it."""
+        self.due = due
+        self._apps = None
+
+    def apps_version(self) -> tuple[int, int, int]:
+        if self._apps is None:
+            self._apps = super().apps_version()
+        return self._apps
+
+    def upsert_app(self, app: AppRecord) -> None:
+        self._apps = None
+        super().upsert_app(app)
+
+    def set_paused(self, function_id: str, paused: bool, now: int) -> bool:
+        self._apps = None
+        return super().set_paused(function_id, paused, now)
+
+    def upsert_function(
+        self, function_id: str, app_id: str, config: dict[str, Any], checksum: str, now: int
+    ) -> FunctionRecord:
+        self._apps = None
+        return super().upsert_function(function_id, app_id, config, checksum, now)
+
+    def delete_functions_except(self, app_id: str, keep: Sequence[str]) -> int:
+        self._apps = None
+        return super().delete_functions_except(app_id, keep)
 
     def enqueue(self, item: QueueItem) -> bool:
         new = super().enqueue(item)
@@ -697,7 +733,7 @@ def _unit(conn: _Connection, tx: _PgTx, job: Job) -> Outcome:
         except BaseException as exc:
             # Raises if the connection died: then the whole batch fails.
             conn.simple("ROLLBACK TO SAVEPOINT unit")
-            tx.due = due
+            tx.rolled_back(due)
             if _sql_state(exc) not in _TRANSIENT:
                 return False, exc
             if attempt == UNIT_ATTEMPTS:
