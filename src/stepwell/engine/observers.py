@@ -89,7 +89,7 @@ class RunEndings:
     """Tells ``listeners`` of every run a committed unit ended, once, as ``(run, status)``.
 
     Watches units only while it has listeners, so it costs nothing otherwise (with listeners,
-    one read of the run by its key in the unit that ended it).
+    the ended run returned by the statement that ends it).
     """
 
     def __init__(self) -> None:
@@ -123,7 +123,7 @@ class _EndingTx:
         return getattr(self._tx, name)
 
     def finish_run(self, run_id: str, status: RunStatus, now: int, *a: Any, **kw: Any) -> bool:
-        done = self._tx.finish_run(run_id, status, now, *a, **kw)
-        if done and (run := self._tx.get_run(run_id)) is not None:
+        run = self._tx.end_run(run_id, status, now, *a, **kw)
+        if run is not None:
             self.ended.append((run, status))
-        return done
+        return run is not None

@@ -404,6 +404,21 @@ class Tx(Protocol):
         """
         ...
 
+    # -- run endings, read back --------------------------------------------------------------------
+
+    def end_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        now: int,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        cancel_reason: str | None = None,
+    ) -> RunRecord | None:
+        """:meth:`finish_run`, returning the run as it ended (in the same statement), or None if
+        this call did not end it."""
+        ...
+
     # -- runs started by invoke -----------------------------------------------------------------
 
     def find_child_runs(self, parent_run_id: str, parent_step_key: str) -> list[RunRecord]:

@@ -341,17 +341,20 @@ class SqlTx:
         error: dict[str, Any] | None = None,
         cancel_reason: str | None = None,
     ) -> bool:
-        if status not in FINAL_STATUSES:
-            raise ValueError(f"finish_run needs a final status, not {status!r}")
-        return (
-            self._changed(
-                "UPDATE runs SET status = ?, ended_at = ?, output = ?, error = ?, "
-                "cancel_reason = ?, singleton_key = NULL "
-                f"WHERE run_id = ? AND status NOT IN {_FINAL}",
-                (status, now, _dumps(output), _dumps(error), cancel_reason, run_id),
-            )
-            == 1
-        )
+        return self._changed(*_finish(run_id, status, now, output, error, cancel_reason)) == 1
+
+    def end_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        now: int,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        cancel_reason: str | None = None,
+    ) -> RunRecord | None:
+        sql, params = _finish(run_id, status, now, output, error, cancel_reason)
+        row = self._one(f"{sql} RETURNING {_RUN.columns}", params)
+        return None if row is None else _RUN.load(row)
 
     def list_runs(self, flt: RunFilter) -> list[RunRecord]:
         by_event = ("run_id IN (SELECT run_id FROM run_events WHERE event_id = ?)", flt.event_id)
@@ -985,6 +988,24 @@ class SqlTx:
             )
             == 1
         )
+
+
+def _finish(
+    run_id: str,
+    status: RunStatus,
+    now: int,
+    output: Any,
+    error: dict[str, Any] | None,
+    cancel_reason: str | None,
+) -> tuple[str, tuple[Any, ...]]:
+    """The statement ending a run that has not ended, and its parameters."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"finish_run needs a final status, not {status!r}")
+    return (
+        "UPDATE runs SET status = ?, ended_at = ?, output = ?, error = ?, "
+        f"cancel_reason = ?, singleton_key = NULL WHERE run_id = ? AND status NOT IN {_FINAL}",
+        (status, now, _dumps(output), _dumps(error), cancel_reason, run_id),
+    )
 
 
 _MEMO_ROWS = 32

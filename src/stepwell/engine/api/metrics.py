@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from stepwell.engine.api.auth import check_bearer
 from stepwell.store.base import Tx
-from stepwell.store.records import EventRecord, RunRecord
+from stepwell.store.records import EventRecord, MemoRecord, RunRecord
 
 if TYPE_CHECKING:
     from stepwell.engine.engine import Engine
@@ -156,6 +156,21 @@ class _ObservingTx:
         if written and started_at is not None:
             self.notes.append(("step", kind, max(0, now - started_at) / 1000))
         return written
+
+    def put_memos(self, memos: Sequence[MemoRecord]) -> list[bool]:
+        written = self._tx.put_memos(memos)
+        self.notes.extend(
+            ("step", m.kind, max(0, m.created_at - m.started_at) / 1000)
+            for m, won in zip(memos, written, strict=True)
+            if won and m.started_at is not None
+        )
+        return written
+
+    def end_run(self, run_id: str, status: Any, now: int, *args: Any, **kwargs: Any) -> Any:
+        run = self._tx.end_run(run_id, status, now, *args, **kwargs)
+        if run is not None:
+            self.notes.append(("ended", status, None))
+        return run
 
     def set_run_attempt(self, run_id: str, attempt: int) -> None:
         self._tx.set_run_attempt(run_id, attempt)
