@@ -85,7 +85,7 @@ class Transitions:
         router.cancel = self.cancel
         self.apps_stale: Callable[[Tx], bool] = _never_stale
         """Whether the store holds apps the router's registry has not loaded (another node
-        synced them): end events nobody here listens to are then stored all the same."""
+        synced them): end events nobody here listens to are then routed all the same."""
 
     def cancel(self, tx: Tx, run_id: str, now: int, reason: str) -> bool:
         """Cancel a run that has not ended; returns whether this call cancelled it."""
@@ -401,13 +401,11 @@ class Transitions:
         output: Any,
         error: dict[str, Any] | None,
     ) -> None:
-        names = self._listened(tx, [FINISHED, *_STATUS_EVENTS.get(status, ())])
-        if not names:
-            return
-        trigger = tx.get_event(run.event_id)
-        if trigger is not None and trigger.name in END_EVENTS:
+        names = [FINISHED, *_STATUS_EVENTS.get(status, ())]
+        triggers = tx.get_events(list(run.event_ids))
+        if triggers and triggers[0].name in END_EVENTS:
             return  # runs started by end events emit none, so handlers never trigger themselves
-        events = [e.to_wire() for e in tx.get_events(list(run.event_ids))]
+        events = [e.to_wire() for e in triggers]
         data: dict[str, Any] = {
             "function_id": run.function_id,
             "run_id": run.run_id,
@@ -419,17 +417,19 @@ class Transitions:
             data["result"] = output
         else:
             data["error"] = error
+        heard = self._listened(tx, names)
         for name in names:
             record = EventRecord(new_id(), name, data, now, now, source="system")
-            tx.insert_event(record)
-            self.router.route(tx, record, now)
+            tx.insert_event(record)  # every end event is stored: the run's record of its end
+            if name in heard:
+                self.router.route(tx, record, now)
 
     def _listened(self, tx: Tx, names: list[str]) -> list[str]:
         """Those of the end events ``names`` that something can observe: a function triggered by
         the name (wildcards included, whatever its ``if``), or a wait (``wait_for_event``,
-        ``cancel_on``) on it. The others are neither stored nor routed: a run's end costs no
-        event when nothing listens. An invoking parent does not need them (``finish`` resumes it).
-        """
+        ``cancel_on``) on it. The others are stored but not routed: routing an end event nothing
+        listens to would find nothing. An invoking parent does not need them (``finish`` resumes
+        it)."""
         registry = self.router.registry
         unheard = [n for n in names if not registry.candidates(n)]
         if not unheard:
