@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import stepwell.embedded
 from stepwell.store import Store, Tx, open_store
+from stepwell.store.records import MemoRecord
 
 T = TypeVar("T")
 DROPPED_STEP = "a"
@@ -55,6 +56,11 @@ class DropsOneMemoWrite:
                 if step_id == DROPPED_STEP and outer._drop_once(run_id):
                     return True
                 return bool(tx.put_memo(run_id, step_key, step_id, *args))
+
+            def put_memos(self, memos: Sequence[MemoRecord]) -> list[bool]:
+                dropped = [m.step_id == DROPPED_STEP and outer._drop_once(m.run_id) for m in memos]
+                written = iter(tx.put_memos([m for m, d in zip(memos, dropped, strict=True) if not d]))
+                return [True if d else next(written) for d in dropped]
 
         return Broken()  # type: ignore[return-value]
 
