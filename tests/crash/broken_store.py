@@ -59,7 +59,9 @@ class DropsOneMemoWrite:
 
             def put_memos(self, memos: Sequence[MemoRecord]) -> list[bool]:
                 dropped = [m.step_id == DROPPED_STEP and outer._drop_once(m.run_id) for m in memos]
-                written = iter(tx.put_memos([m for m, d in zip(memos, dropped, strict=True) if not d]))
+                written = iter(
+                    tx.put_memos([m for m, d in zip(memos, dropped, strict=True) if not d])
+                )
                 return [True if d else next(written) for d in dropped]
 
         return Broken()  # type: ignore[return-value]
