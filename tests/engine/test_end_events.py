@@ -155,6 +155,24 @@ async def test_an_invoking_parent_gets_the_result_from_its_child_directly(harnes
         ]
 
 
+async def test_the_end_event_carries_the_trigger_as_stored_even_if_the_handler_changed_it(
+    harness,
+) -> None:
+    app = stepwell.App("t")
+
+    @app.function("meddler", trigger="t/go")
+    async def meddler(ctx: stepwell.Context) -> int:
+        ctx.event.data["n"] = 999  # changes the handler's copy only
+        return int(await ctx.step.run("one", lambda: 1))
+
+    async with harness(app) as h:
+        await h.send("t/go", {"n": 1})
+        await h.settle()
+        [finished] = await _events(h, FINISHED)
+        assert finished["event"]["data"] == {"n": 1}
+        assert [e["data"] for e in finished["events"]] == [{"n": 1}]
+
+
 def _all_runs(tx: Any) -> Any:
     from stepwell.store.records import RunFilter
 

@@ -639,7 +639,7 @@ class Engine:
             if steps_done and run.attempt:
                 # Attempts are counted per step: what fails after a step completed is a first try.
                 tx.set_run_attempt(run.run_id, 0)
-            return self.transitions.apply(tx, run, spec, item, owner, result, done_at)
+            return self.transitions.apply(tx, run, spec, item, owner, result, done_at, events)
 
         if result.done or any(isinstance(op, StepError) for op in result.ops):
             # The run may end: its end events are routed with the apps the store has.

@@ -105,8 +105,10 @@ class Transitions:
         owner: str,
         result: CallResult,
         now: int,
+        events: list[dict[str, Any]] | None = None,
     ) -> Effects:
-        """Commit what one invocation produced and settle its queue item."""
+        """Commit what one invocation produced and settle its queue item (``events``: the run's
+        trigger events in wire form, when the caller has them, for its end events)."""
         flow.release_slots(tx, run.flow_keys)
         current = tx.get_run(run.run_id)
         if current is None or current.status in FINAL_STATUSES:
@@ -117,7 +119,7 @@ class Transitions:
             started = current.started_at if current.started_at is not None else now
             tx.enqueue(timeout_item("finish_timeout", current, started + finish_ms))
         if result.done:
-            return self._apply_done(tx, current, spec, item, owner, result, now)
+            return self._apply_done(tx, current, spec, item, owner, result, now, events)
         retry: StepError | None = None
         for op in result.ops:
             if isinstance(op, StepError):
@@ -152,15 +154,16 @@ class Transitions:
         owner: str,
         result: CallResult,
         now: int,
+        events: list[dict[str, Any]] | None,
     ) -> Effects:
         if result.error is None:
-            self.finish(tx, run, "Completed", now, output=result.output)
+            self.finish(tx, run, "Completed", now, output=result.output, events=events)
             return Effects(wake=True)
         if result.retriable:
             return self._retry(
                 tx, run, spec, item, owner, result.retry_after_ms, now, True, result.error
             )
-        self.finish(tx, run, "Failed", now, error=result.error)
+        self.finish(tx, run, "Failed", now, error=result.error, events=events)
         return Effects(wake=True)
 
     def _retry(
@@ -361,8 +364,10 @@ class Transitions:
         output: Any = None,
         error: dict[str, Any] | None = None,
         reason: str | None = None,
+        events: list[dict[str, Any]] | None = None,
     ) -> bool:
-        """End ``run`` once, with its system events, and wake a parent waiting on it."""
+        """End ``run`` once, with its system events, and wake a parent waiting on it
+        (``events``: its trigger events in wire form, read from the store when not given)."""
         if not tx.finish_run(
             run.run_id, status, now, output=output, error=error, cancel_reason=reason
         ):
@@ -389,6 +394,7 @@ class Transitions:
             now,
             output,
             error or (_cancelled_error(reason) if status == "Cancelled" else None),
+            events,
         )
         return True
 
@@ -400,12 +406,13 @@ class Transitions:
         now: int,
         output: Any,
         error: dict[str, Any] | None,
+        events: list[dict[str, Any]] | None,
     ) -> None:
         names = [FINISHED, *_STATUS_EVENTS.get(status, ())]
-        triggers = tx.get_events(list(run.event_ids))
-        if triggers and triggers[0].name in END_EVENTS:
+        if events is None:
+            events = [e.to_wire() for e in tx.get_events(list(run.event_ids))]
+        if events and events[0].get("name") in END_EVENTS:
             return  # runs started by end events emit none, so handlers never trigger themselves
-        events = [e.to_wire() for e in triggers]
         data: dict[str, Any] = {
             "function_id": run.function_id,
             "run_id": run.run_id,

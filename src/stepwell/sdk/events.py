@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from stepwell.errors import EventError, EventValidationError
@@ -45,10 +46,12 @@ class Event:
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> Event:
-        """Build from the wire shape ``{id, name, data, user, ts}``."""
+        """Build from the wire shape ``{id, name, data, user, ts}``. ``data`` is a copy: a
+        handler that changes it changes nothing the engine holds."""
+        data = wire.get("data")
         return cls(
             name=str(wire.get("name", "")),
-            data=wire.get("data") or {},
+            data=orjson.loads(orjson.dumps(data)) if data else {},
             id=wire.get("id"),
             ts=wire.get("ts"),
             user=wire.get("user") or {},
