@@ -402,26 +402,35 @@ class Engine:
 
         Returns how many items were claimed.
         """
+        claimed, _ = await self._tick(now)
+        return claimed
+
+    async def _tick(self, now: int | None = None) -> tuple[int, int | None | bool]:
+        """:meth:`tick`, also returning when the earliest unleased item falls due, as the
+        claiming unit saw it (None: none queued), or False when the unit did not look."""
         now = self.clock.now_ms() if now is None else now
         await self._fire_crons(now)
         free = self.concurrency - len(self._inflight)
         if free <= 0:
-            return 0
-        claimed = await self.store.run(functools.partial(self._claim, now=now, limit=free))
+            return 0, False
+        claimed, next_at = await self.store.run(functools.partial(self._claim, now=now, limit=free))
         self._claim_was_full = len(claimed) == free
         for item, snapshot in claimed:
             self._start(item, snapshot)
-        return len(claimed)
+        return len(claimed), next_at
 
-    def _claim(self, tx: Tx, *, now: int, limit: int) -> list[_Started]:
+    def _claim(self, tx: Tx, *, now: int, limit: int) -> tuple[list[_Started], int | None | bool]:
         """Lease up to ``limit`` due items to this node, each invocation item with its run's
-        snapshot, read in the claiming unit rather than by a read of its own later."""
+        snapshot, read in the claiming unit rather than by a read of its own later; and, when
+        fewer than ``limit`` were due, when the next unleased item falls due (in the same unit,
+        so the dispatch loop needs no read of its own before it sleeps)."""
         owner, lease = self.node_id, self.lease_ms
         if self.registry.limits_claims:
             items = flow.claim(tx, now, owner, lease, limit, self._maybe_limited)
         else:
             items = tx.claim(now, owner, lease, limit)
-        return [(i, self._snapshot(tx, i)) for i in items]
+        started = [(i, self._snapshot(tx, i)) for i in items]
+        return started, (tx.next_available_at() if len(items) < limit else False)
 
     def _snapshot(self, tx: Tx, item: QueueItem) -> _Snapshot | None:
         """What invoking the run of a claimed item needs (None for a timer). A run this node
@@ -466,25 +475,28 @@ class Engine:
             while self._running:
                 self._wake.clear()
                 try:
-                    await self.tick()
+                    _, queued = await self._tick()
                 except Exception:
                     log.exception("dispatch iteration failed; retrying")
                     await asyncio.sleep(1)
                     continue
                 if self._claim_was_full and len(self._inflight) < self.concurrency:
                     continue  # more may be due right now
-                next_at = await self._next_due()
+                next_at = await self._next_due(queued)
                 await self.clock.sleep_until(next_at, self._wake)
         finally:
             if listening is not None:
                 listening.cancel()
                 await asyncio.gather(listening, return_exceptions=True)
 
-    async def _next_due(self) -> int:
+    async def _next_due(self, queued: int | None | bool = False) -> int:
+        """When the dispatch loop should look again; ``queued`` is the earliest unleased item's
+        due time as the claim just saw it (None: nothing queued), or False to read it now."""
         now = self.clock.now_ms()
         if len(self._inflight) >= self.concurrency:
             return now + wakeups.IDLE_POLL_MS  # woken when an invocation finishes
-        queued = await self.store.read(lambda tx: tx.next_available_at())
+        if queued is False:
+            queued = await self.store.read(lambda tx: tx.next_available_at())
         idle = wakeups.idle_poll_ms(self.store.backend, self.lease_ms)
         candidates = [now + idle, *self._cron_next.values()]
         if queued is not None:
