@@ -233,21 +233,11 @@ class Transitions:
             return  # already started by an earlier invocation of this step
         target = self.router.registry.get(op.function_id)
         if target is not None and target.function_id in self.router.registry.paused:
-            error = {
-                "name": "FunctionPaused",
-                "message": f"cannot invoke {op.function_id!r}: it is paused",
-            }
-            if tx.put_memo(run.run_id, op.key, op.step_id, "invoke", {"error": error}, now):
-                continue_run(tx, run.run_id, run.function_id, now)
-            return
+            message = f"cannot invoke {op.function_id!r}: it is paused"
+            return _fail_invoke(tx, run, op, "FunctionPaused", message, now)
         if target is None:
-            error = {
-                "name": "FunctionNotFound",
-                "message": f"cannot invoke {op.function_id!r}: no such function is registered",
-            }
-            if tx.put_memo(run.run_id, op.key, op.step_id, "invoke", {"error": error}, now):
-                continue_run(tx, run.run_id, run.function_id, now)
-            return
+            message = f"cannot invoke {op.function_id!r}: no such function is registered"
+            return _fail_invoke(tx, run, op, "FunctionNotFound", message, now)
         data = dict(op.data)
         data["_inngest"] = {
             "source_app_id": run.app_id,
@@ -260,13 +250,8 @@ class Transitions:
         tx.insert_event(event)
         child = start_run(tx, target, [event], now, parent=(run.run_id, op.key), cancel=self.cancel)
         if child is None:  # the target's singleton skipped it: fail the step now, not at timeout
-            error = {
-                "name": "FunctionSkipped",
-                "message": f"{op.function_id!r} did not start: {_skip_reason(tx, event, target)}",
-            }
-            if tx.put_memo(run.run_id, op.key, op.step_id, "invoke", {"error": error}, now):
-                continue_run(tx, run.run_id, run.function_id, now)
-            return
+            message = f"{op.function_id!r} did not start: {_skip_reason(tx, event, target)}"
+            return _fail_invoke(tx, run, op, "FunctionSkipped", message, now)
         tx.enqueue(_timer("invoke_timeout", run, op.key, op.step_id, now + op.timeout_ms))
 
     # -- timers ----------------------------------------------------------------------------------
@@ -453,6 +438,15 @@ _STATUS_EVENTS: dict[str, tuple[str, ...]] = {"Failed": (FAILED,), "Cancelled": 
 
 def _never_stale(tx: Tx) -> bool:
     return False
+
+
+def _fail_invoke(
+    tx: Tx, run: RunRecord, op: InvokeFunction, name: str, message: str, now: int
+) -> None:
+    """Fail an invoke step at once (the invoked function cannot start) and continue the run."""
+    error = {"name": name, "message": message}
+    if tx.put_memo(run.run_id, op.key, op.step_id, "invoke", {"error": error}, now):
+        continue_run(tx, run.run_id, run.function_id, now)
 
 
 def _skip_reason(tx: Tx, event: EventRecord, spec: FunctionSpec) -> str:
