@@ -192,6 +192,28 @@ class _StepWrites:
                 raise StepRecordedElsewhere(memo.run_id, memo.step_id)
 
 
+class RunStarted:
+    """Marking a queued run Running, as a checkpointer's first write. When it is still buffered
+    as the invocation ends the run, the engine folds it into the run's end (one write)."""
+
+    __slots__ = ("at", "attempt", "run_id")
+
+    def __init__(self, run_id: str, attempt: int, at: int) -> None:
+        self.run_id, self.attempt, self.at = run_id, attempt, at
+
+    def __call__(self, tx: Tx) -> None:
+        tx.mark_run_started(self.run_id, self.attempt, self.at)
+
+
+def take_start(works: list[Callable[[Tx], Any]]) -> RunStarted | None:
+    """Remove and return the start mark from writes taken from a checkpointer, if still there."""
+    for i, work in enumerate(works):
+        if isinstance(work, RunStarted):
+            del works[i]
+            return work
+    return None
+
+
 class _AlreadySent(Exception):
     pass
 

@@ -21,7 +21,12 @@ import orjson
 from stepwell.clock import Clock, SystemClock
 from stepwell.engine import flow, wakeups
 from stepwell.engine.bulk import BulkOperations
-from stepwell.engine.checkpoint import RunCheckpointer, StepRecordedElsewhere
+from stepwell.engine.checkpoint import (
+    RunCheckpointer,
+    RunStarted,
+    StepRecordedElsewhere,
+    take_start,
+)
 from stepwell.engine.cron import CronSpec
 from stepwell.engine.drivers.base import Driver, FunctionUnavailable
 from stepwell.engine.drivers.inprocess import InProcessDriver
@@ -405,7 +410,7 @@ class Engine:
         claimed, _ = await self._tick(now)
         return claimed
 
-    async def _tick(self, now: int | None = None) -> tuple[int, int | None | bool]:
+    async def _tick(self, now: int | None = None) -> tuple[int, int | bool | None]:
         """:meth:`tick`, also returning when the earliest unleased item falls due, as the
         claiming unit saw it (None: none queued), or False when the unit did not look."""
         now = self.clock.now_ms() if now is None else now
@@ -419,7 +424,7 @@ class Engine:
             self._start(item, snapshot)
         return len(claimed), next_at
 
-    def _claim(self, tx: Tx, *, now: int, limit: int) -> tuple[list[_Started], int | None | bool]:
+    def _claim(self, tx: Tx, *, now: int, limit: int) -> tuple[list[_Started], int | bool | None]:
         """Lease up to ``limit`` due items to this node, each invocation item with its run's
         snapshot, read in the claiming unit rather than by a read of its own later; and, when
         fewer than ``limit`` were due, when the next unleased item falls due (in the same unit,
@@ -489,7 +494,7 @@ class Engine:
                 listening.cancel()
                 await asyncio.gather(listening, return_exceptions=True)
 
-    async def _next_due(self, queued: int | None | bool = False) -> int:
+    async def _next_due(self, queued: int | bool | None = False) -> int:
         """When the dispatch loop should look again; ``queued`` is the earliest unleased item's
         due time as the claim just saw it (None: nothing queued), or False to read it now."""
         now = self.clock.now_ms()
@@ -615,8 +620,7 @@ class Engine:
             self._dispatching, self.router, self.clock, run.run_id, self._wake.set
         )
         if run.status == "Queued":
-            attempt = run.attempt
-            checkpointer.defer(lambda tx: tx.mark_run_started(run.run_id, attempt, now))
+            checkpointer.defer(RunStarted(run.run_id, run.attempt, now))
         request = CallRequest(
             function_id=run.function_id,
             run_id=run.run_id,
@@ -641,6 +645,7 @@ class Engine:
         for listener in self.invocation_listeners:
             listener(spec, result)
         checkpoints = await checkpointer.take()
+        started = take_start(checkpoints)  # apply folds it into the run's end when it ends
         done_at = self.clock.now_ms()
 
         steps_done = checkpointer.steps
@@ -651,7 +656,9 @@ class Engine:
             if steps_done and run.attempt:
                 # Attempts are counted per step: what fails after a step completed is a first try.
                 tx.set_run_attempt(run.run_id, 0)
-            return self.transitions.apply(tx, run, spec, item, owner, result, done_at, events)
+            return self.transitions.apply(
+                tx, run, spec, item, owner, result, done_at, events, started
+            )
 
         if result.done or any(isinstance(op, StepError) for op in result.ops):
             # The run may end: its end events are routed with the apps the store has.

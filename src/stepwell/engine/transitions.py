@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepwell.engine import flow
+from stepwell.engine.checkpoint import RunStarted
 from stepwell.engine.ingest import (
     Router,
     continue_run,
@@ -106,18 +107,26 @@ class Transitions:
         result: CallResult,
         now: int,
         events: list[dict[str, Any]] | None = None,
+        started: RunStarted | None = None,
     ) -> Effects:
         """Commit what one invocation produced and settle its queue item (``events``: the run's
-        trigger events in wire form, when the caller has them, for its end events)."""
+        trigger events in wire form, when the caller has them, for its end events; ``started``:
+        the invocation's mark of the run's start, when it has not been written yet)."""
         flow.release_slots(tx, run.flow_keys)
+        if result.done and (result.error is None or not result.retriable):
+            # The run ends here: its end is guarded (it ends once, unless something ended it
+            # meanwhile), so it needs no read first, and its start goes in the same write.
+            return self._end(tx, run, item, owner, result, now, events, started)
+        if started is not None:
+            started(tx)
         current = tx.get_run(run.run_id)
         if current is None or current.status in FINAL_STATUSES:
             tx.ack(item.item_id, owner, item.generation)
             return Effects()
         finish_ms = spec.flow.finish_timeout_ms
         if run.status == "Queued" and finish_ms is not None:
-            started = current.started_at if current.started_at is not None else now
-            tx.enqueue(timeout_item("finish_timeout", current, started + finish_ms))
+            began = current.started_at if current.started_at is not None else now
+            tx.enqueue(timeout_item("finish_timeout", current, began + finish_ms))
         if result.done:
             return self._apply_done(tx, current, spec, item, owner, result, now, events)
         retry: StepError | None = None
@@ -144,6 +153,34 @@ class Transitions:
             continue_run(tx, run.run_id, run.function_id, now)
         tx.ack(item.item_id, owner, item.generation)
         return Effects(wake=True)
+
+    def _end(
+        self,
+        tx: Tx,
+        run: RunRecord,
+        item: QueueItem,
+        owner: str,
+        result: CallResult,
+        now: int,
+        events: list[dict[str, Any]] | None,
+        started: RunStarted | None,
+    ) -> Effects:
+        """End a run with its invocation's outcome; if it had already ended (cancelled while
+        the invocation ran), only settle the item."""
+        status: RunStatus = "Completed" if result.error is None else "Failed"
+        if self.finish(
+            tx,
+            run,
+            status,
+            now,
+            output=result.output if result.error is None else None,
+            error=result.error,
+            events=events,
+            started_at=started.at if started is not None else None,
+        ):
+            return Effects(wake=True)
+        tx.ack(item.item_id, owner, item.generation)
+        return Effects()
 
     def _apply_done(
         self,
@@ -350,11 +387,19 @@ class Transitions:
         error: dict[str, Any] | None = None,
         reason: str | None = None,
         events: list[dict[str, Any]] | None = None,
+        started_at: int | None = None,
     ) -> bool:
         """End ``run`` once, with its system events, and wake a parent waiting on it
-        (``events``: its trigger events in wire form, read from the store when not given)."""
+        (``events``: its trigger events in wire form, read from the store when not given;
+        ``started_at``: the run starts in the same write, if it had not started)."""
         if not tx.finish_run(
-            run.run_id, status, now, output=output, error=error, cancel_reason=reason
+            run.run_id,
+            status,
+            now,
+            output=output,
+            error=error,
+            cancel_reason=reason,
+            started_at=started_at,
         ):
             return False
         tx.delete_queue_items(run.run_id)

@@ -142,11 +142,14 @@ class Tx(Protocol):
         output: Any = None,
         error: dict[str, Any] | None = None,
         cancel_reason: str | None = None,
+        started_at: int | None = None,
     ) -> bool:
         """End a run exactly once.
 
         Writes only if the run is not already in a final status; returns whether it wrote. Every
         "run ended" side effect (system events, waking an invoker) must hang off a True here.
+        ``started_at`` also sets the run's start if it has none (a run that ends in the same
+        unit as its first invocation starts and ends in one write).
         """
         ...
 
@@ -414,6 +417,7 @@ class Tx(Protocol):
         output: Any = None,
         error: dict[str, Any] | None = None,
         cancel_reason: str | None = None,
+        started_at: int | None = None,
     ) -> RunRecord | None:
         """:meth:`finish_run`, returning the run as it ended (in the same statement), or None if
         this call did not end it."""

@@ -340,8 +340,10 @@ class SqlTx:
         output: Any = None,
         error: dict[str, Any] | None = None,
         cancel_reason: str | None = None,
+        started_at: int | None = None,
     ) -> bool:
-        return self._changed(*_finish(run_id, status, now, output, error, cancel_reason)) == 1
+        sql, params = _finish(run_id, status, now, output, error, cancel_reason, started_at)
+        return self._changed(sql, params) == 1
 
     def end_run(
         self,
@@ -351,8 +353,9 @@ class SqlTx:
         output: Any = None,
         error: dict[str, Any] | None = None,
         cancel_reason: str | None = None,
+        started_at: int | None = None,
     ) -> RunRecord | None:
-        sql, params = _finish(run_id, status, now, output, error, cancel_reason)
+        sql, params = _finish(run_id, status, now, output, error, cancel_reason, started_at)
         row = self._one(f"{sql} RETURNING {_RUN.columns}", params)
         return None if row is None else _RUN.load(row)
 
@@ -997,14 +1000,21 @@ def _finish(
     output: Any,
     error: dict[str, Any] | None,
     cancel_reason: str | None,
+    started_at: int | None = None,
 ) -> tuple[str, tuple[Any, ...]]:
-    """The statement ending a run that has not ended, and its parameters."""
+    """The statement ending a run that has not ended, and its parameters (``started_at``: the
+    run also starts in it, for a run that ends in its first invocation)."""
     if status not in FINAL_STATUSES:
         raise ValueError(f"finish_run needs a final status, not {status!r}")
+    params: tuple[Any, ...] = (status, now, _dumps(output), _dumps(error), cancel_reason)
+    started = ""
+    if started_at is not None:
+        started, params = ", started_at = COALESCE(started_at, ?)", (*params, started_at)
     return (
         "UPDATE runs SET status = ?, ended_at = ?, output = ?, error = ?, "
-        f"cancel_reason = ?, singleton_key = NULL WHERE run_id = ? AND status NOT IN {_FINAL}",
-        (status, now, _dumps(output), _dumps(error), cancel_reason, run_id),
+        f"cancel_reason = ?, singleton_key = NULL{started} "
+        f"WHERE run_id = ? AND status NOT IN {_FINAL}",
+        (*params, run_id),
     )
 
 
