@@ -168,15 +168,51 @@ class SqlTx:
     ``now_ms`` (wall clock) fills ``queue.created_at``, a diagnostic column no verb reads.
     """
 
-    __slots__ = ("_conn", "_dialect", "_now")
+    __slots__ = ("_conn", "_dialect", "_new_items", "_new_runs", "_now")
 
     def __init__(self, conn: Connection, dialect: Dialect, now_ms: int) -> None:
         self._conn = conn
         self._dialect = dialect
         self._now = now_ms
+        # New runs and their first queue items, written together as multi-row inserts before
+        # the next statement of the unit or at its end (see write_pending).
+        self._new_runs: dict[str, RunRecord] = {}
+        self._new_items: dict[str, QueueItem] = {}
 
     def _x(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        if self._new_runs:
+            self.write_pending()
         return self._conn.execute(self._dialect.sql(sql), params)
+
+    def write_pending(self) -> None:
+        """Write the new runs held back so far, with their trigger events' links and their
+        start items: three multi-row inserts instead of three statements per run. Every other
+        statement writes them first, so the unit reads what it wrote as if written at once;
+        the unit runner calls this when the unit's work returns."""
+        runs, items = list(self._new_runs.values()), list(self._new_items.values())
+        self._new_runs, self._new_items = {}, {}
+        links = [(e, r.run_id) for r in runs for e in dict.fromkeys(r.event_ids or (r.event_id,))]
+        self._insert_rows("runs", _RUN.columns, len(_RUN.names), [_RUN.params(r) for r in runs])
+        self._insert_rows("run_events", "event_id, run_id", 2, links)
+        self._insert_rows(
+            "queue",
+            f"{_QUEUE.columns}, created_at",
+            len(_QUEUE.names) + 1,
+            [[*_QUEUE.params(i), self._now] for i in items],
+        )
+
+    def drop_pending(self) -> None:
+        """Forget what :meth:`write_pending` would write: the unit failed and rolls back."""
+        self._new_runs, self._new_items = {}, {}
+
+    def _insert_rows(
+        self, table: str, columns: str, width: int, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        row = f"({_marks(width)})"
+        for chunk in _chunked(rows):
+            params = [p for r in chunk for p in r]
+            sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(chunk))}"
+            self._conn.execute(self._dialect.sql(sql), params)
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         # fetchall, not fetchone: it steps the statement to its end, so none is left running.
@@ -310,14 +346,9 @@ class SqlTx:
     # -- runs -----------------------------------------------------------------------------------
 
     def insert_run(self, run: RunRecord) -> None:
-        self._x(
-            f"INSERT INTO runs ({_RUN.columns}) VALUES ({_marks(len(_RUN.names))})",
-            _RUN.params(run),
-        )
-        for event_id in dict.fromkeys(run.event_ids or (run.event_id,)):
-            self._x(
-                "INSERT INTO run_events (event_id, run_id) VALUES (?, ?)", (event_id, run.run_id)
-            )
+        if run.run_id in self._new_runs:
+            self.write_pending()  # the same id twice: the database refuses the second
+        self._new_runs[run.run_id] = run  # written before the unit's next statement
 
     def get_run(self, run_id: str) -> RunRecord | None:
         return self._get(_RUN, "FROM runs WHERE run_id = ?", (run_id,))
@@ -426,6 +457,14 @@ class SqlTx:
     # -- queue ----------------------------------------------------------------------------------
 
     def enqueue(self, item: QueueItem) -> bool:
+        if (
+            item.kind == "start"
+            and item.run_id in self._new_runs
+            and item.item_id not in self._new_items
+        ):
+            # The first item of a run created in this unit, not yet written: it cannot exist.
+            self._new_items[item.item_id] = item
+            return True
         # Insert-else-update rather than one upsert, because only a plain INSERT tells "new"
         # from "existing" in both dialects. The loop covers the item being acked (deleted)
         # between the two statements by another node.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from stepwell.store.base import Tx
+from stepwell.store.sql import SqlTx
 
 T = TypeVar("T")
 
@@ -29,13 +30,19 @@ Outcome = tuple[bool, Any]
 """(succeeded, value or exception)"""
 
 
-def call(work: Callable[[Tx], T], tx: Tx) -> T:
-    """Run a unit; refuse a coroutine function (units run on a thread, never awaited)."""
-    value = work(tx)
-    if inspect.isawaitable(value):
-        if inspect.iscoroutine(value):
-            value.close()
-        raise TypeError("a unit of work must be a plain function of a Tx, not a coroutine")
+def call(work: Callable[[Tx], T], tx: SqlTx) -> T:
+    """Run a unit, then write what it held back; refuse a coroutine function (units run on a
+    thread, never awaited)."""
+    try:
+        value = work(tx)
+        if inspect.isawaitable(value):
+            if inspect.iscoroutine(value):
+                value.close()
+            raise TypeError("a unit of work must be a plain function of a Tx, not a coroutine")
+        tx.write_pending()
+    except BaseException:
+        tx.drop_pending()
+        raise
     return value
 
 
