@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import fastapi
+import httpx
 import uvicorn
 
 import stepwell
@@ -162,15 +163,56 @@ async def _served(mode: str, engine_url: str, port: int) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}{path}"
 
 
-async def measure_mode(mode: str, db: Path) -> float:
-    """Median ms per step of W1 in ``mode`` (one of ``MODES``), on a fresh SQLite file."""
+ONE_CALL_PER_STEP = (
+    "official inngest Python SDK",
+    "official TS SDK (Next.js), checkpointing off",
+)
+"""Modes whose SDK runs one step per call: each call's cost in the app alone is measured too."""
+
+REPLAYS = 30
+
+
+class _FirstCall:
+    """An httpx request hook keeping the first call of a run (no step done yet) to the app."""
+
+    def __init__(self) -> None:
+        self.request: httpx.Request | None = None
+
+    async def __call__(self, request: httpx.Request) -> None:
+        if self.request is None and request.url.params.get("stepId") == "step":
+            self.request = request
+
+    async def replay_ms(self) -> float:
+        """Median ms of that call made again, alone (no engine work between calls): what the
+        app itself (server, framework, SDK, one step) costs per call."""
+        if self.request is None:
+            raise RuntimeError("no call to replay was made")
+        url, headers, body = self.request.url, self.request.headers, self.request.content
+        samples = []
+        async with httpx.AsyncClient(timeout=RUN_TIMEOUT_S) as client:
+            for n in range(REPLAYS + 3):
+                start = time.perf_counter()
+                response = await client.post(url, headers=headers, content=body)
+                if response.status_code >= 300:
+                    raise RuntimeError(f"replayed call answered {response.status_code}")
+                if n >= 3:  # warm-up
+                    samples.append((time.perf_counter() - start) * 1000)
+        return statistics.median(samples)
+
+
+async def measure_mode(mode: str, db: Path) -> dict[str, Any]:
+    """W1 in ``mode`` (one of ``MODES``), on a fresh SQLite file: the median ms per step, and
+    for the modes of :data:`ONE_CALL_PER_STEP` the app's own ms per call."""
     if mode == MODES[0]:
         app = stepwell_app()
         async with Embedded([app], db=str(db)) as embedded:
-            return await _measure(embedded.engine, lambda: app.send(stepwell.Event("bench/w1", {})))
+            ms = await _measure(embedded.engine, lambda: app.send(stepwell.Event("bench/w1", {})))
+            return {"ms_per_step_median": ms, "samples": RUNS}
     engine_port, app_port = _port(), _port()
     engine_url = f"http://127.0.0.1:{engine_port}"
-    async with Embedded([], db=str(db), http=HttpDriver(SystemClock())) as embedded:
+    first = _FirstCall()
+    driver = HttpDriver(SystemClock(), event_hooks={"request": [first]})
+    async with Embedded([], db=str(db), http=driver) as embedded:
         engine = embedded.engine
         syncer = Syncer(engine, server_kind="dev", signing_key=None)
         os.environ["INNGEST_DEV"] = engine_url
@@ -181,9 +223,14 @@ async def measure_mode(mode: str, db: Path) -> float:
             state = await syncer.sync(url)
             if not state.ok:
                 raise RuntimeError(f"{mode}: sync failed: {state.error}")
-            return await _measure(
+            ms = await _measure(
                 engine, lambda: engine.send_wire([{"name": "bench/w1", "data": {}}])
             )
+            result: dict[str, Any] = {"ms_per_step_median": ms, "samples": RUNS}
+            if mode in ONE_CALL_PER_STEP:
+                result["app_ms_per_call_median"] = await first.replay_ms()
+                result["app_samples"] = REPLAYS
+            return result
 
 
 async def measure(modes: tuple[str, ...] = MODES) -> dict[str, dict[str, Any]]:
@@ -193,7 +240,7 @@ async def measure(modes: tuple[str, ...] = MODES) -> dict[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         for n, mode in enumerate(modes):
             try:
-                ms = await measure_mode(mode, Path(tmp) / f"{n}.db")
+                result = await measure_mode(mode, Path(tmp) / f"{n}.db")
             except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
                 raise
             # Reported as the reason the mode could not run; BaseException too, because the
@@ -201,7 +248,7 @@ async def measure(modes: tuple[str, ...] = MODES) -> dict[str, dict[str, Any]]:
             except BaseException as exc:
                 results[mode] = {"unavailable": f"{type(exc).__name__}: {exc}"[:500]}
             else:
-                results[mode] = {"ms_per_step_median": ms, "samples": RUNS}
+                results[mode] = result
     return results
 
 
@@ -212,7 +259,9 @@ async def main() -> None:
         if "unavailable" in result:
             print(f"  {mode:<46} could not run: {result['unavailable']}")
         else:
-            print(f"  {mode:<46} {result['ms_per_step_median']:7.3f} ms/step")
+            alone = result.get("app_ms_per_call_median")
+            app = f"   (the app alone: {alone:.3f} ms per call)" if alone is not None else ""
+            print(f"  {mode:<46} {result['ms_per_step_median']:7.3f} ms/step{app}")
 
 
 if __name__ == "__main__":

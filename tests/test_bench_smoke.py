@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -37,3 +38,17 @@ def test_the_flow_control_bench_runs() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"^keyed\s+\d+", done.stdout, re.M), done.stdout
+
+
+def test_the_http_bench_measures_an_official_sdk_and_the_app_alone() -> None:
+    script = (
+        "import asyncio, json; from bench import http; "
+        "print(json.dumps(asyncio.run(http.measure(('official inngest Python SDK',)))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [result] = json.loads(done.stdout.splitlines()[-1]).values()
+    assert result["ms_per_step_median"] > 0, result
+    assert result["app_ms_per_call_median"] > 0 and result["app_samples"] == 30, result

@@ -21,7 +21,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -77,6 +77,8 @@ class HttpDriver:
         max_loop_s: how long one invocation keeps calling the SDK for consecutive steps.
         checkpointing: let SDKs that can (TS v4) run consecutive steps in one call and
             checkpoint them to ``/v1/checkpoint`` (default on); off, every step is one call.
+        event_hooks: httpx event hooks (``{"request": [...], "response": [...]}``) called for
+            every request the driver makes, to log or trace them.
     """
 
     def __init__(
@@ -88,13 +90,16 @@ class HttpDriver:
         timeout_s: float = 7200,
         max_loop_s: float = 10,
         checkpointing: bool = True,
+        event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
         self.clock = clock
         self.signing_key = signing_key
         self.keys = [k for k in (signing_key, signing_key_fallback) if k]
         self.max_loop_s = max_loop_s
         self.checkpointing = checkpointing
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10))
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=10), event_hooks=event_hooks
+        )
         # qi_id = "<this driver's id>:<serial>": the checkpoint route tells this driver's
         # invocations (live or over) from those of another process (another engine node).
         self._instance = new_id()
