@@ -11,7 +11,8 @@ owns transactions, savepoints and threads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -107,14 +108,20 @@ class _Shape(Generic[R]):
     JSON fields are TEXT; ``None`` is stored as SQL NULL and read back as ``None``.
     """
 
-    __slots__ = ("_json", "_record", "_tuples", "columns", "names")
+    __slots__ = ("_get", "_json", "_record", "_tuples", "columns", "names")
 
     def __init__(self, record: type[R], json: Iterable[str], tuples: Iterable[str] = ()) -> None:
         self._record = record
         self.names = [f.name for f in fields(record)]  # type: ignore[arg-type]
         self.columns = ", ".join('"user"' if n == "user" else n for n in self.names)
-        self._json = frozenset(json)
-        self._tuples = frozenset(tuples)
+        json, tuples = frozenset(json), frozenset(tuples)
+        # Positions, not names: every run, event and queue item goes through these two loops.
+        self._json = [i for i, n in enumerate(self.names) if n in json]
+        self._tuples = [i for i, n in enumerate(self.names) if n in tuples]
+        getter = operator.attrgetter(*self.names)
+        self._get: Callable[[R], tuple[Any, ...]] = (
+            getter if len(self.names) > 1 else lambda record: (getter(record),)
+        )
 
     def aliased(self, alias: str) -> str:
         """The column list qualified by a table alias."""
@@ -122,19 +129,22 @@ class _Shape(Generic[R]):
 
     def params(self, record: R) -> list[Any]:
         """The record's values in column order, JSON fields encoded."""
-        values = [getattr(record, n) for n in self.names]
-        return [
-            _dumps(v) if n in self._json else v for n, v in zip(self.names, values, strict=True)
-        ]
+        values = list(self._get(record))
+        for i in self._json:
+            value = values[i]
+            if value is not None:
+                values[i] = orjson.dumps(value).decode()
+        return values
 
     def load(self, row: Sequence[Any]) -> R:
         """The record for a row selected with :attr:`columns`."""
-        values = [
-            (_loads(v) if n in self._json else v) for n, v in zip(self.names, row, strict=True)
-        ]
-        for i, n in enumerate(self.names):
-            if n in self._tuples:
-                values[i] = tuple(values[i])
+        values = list(row)
+        for i in self._json:
+            value = values[i]
+            if value is not None:
+                values[i] = orjson.loads(value)
+        for i in self._tuples:
+            values[i] = tuple(values[i])
         return self._record(*values)
 
 
