@@ -158,3 +158,11 @@ async def test_find_child_runs_by_parent_step(store: Store) -> None:
     children = await store.read(lambda tx: tx.find_child_runs("p", "s1"))
     assert [r.run_id for r in children] == ["c3", "c1"]
     assert await store.read(lambda tx: tx.find_child_runs("p", "s9")) == []
+
+
+async def test_get_runs_returns_those_that_exist_once_each(store: Store) -> None:
+    await insert(store, *(run(f"g{n:03}") for n in range(300)))
+    wanted = [f"g{n:03}" for n in range(0, 300, 2)] + ["g004", "missing"]
+    found = await store.read(lambda tx: tx.get_runs(wanted))
+    assert sorted(r.run_id for r in found) == sorted(set(wanted) - {"missing"})
+    assert await store.read(lambda tx: tx.get_runs([])) == []

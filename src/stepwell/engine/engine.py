@@ -434,21 +434,32 @@ class Engine:
             items = flow.claim(tx, now, owner, lease, limit, self._maybe_limited)
         else:
             items = tx.claim(now, owner, lease, limit)
-        started = [(i, self._snapshot(tx, i)) for i in items]
+        started = self._snapshots(tx, items)
         return started, (tx.next_available_at() if len(items) < limit else False)
 
-    def _snapshot(self, tx: Tx, item: QueueItem) -> _Snapshot | None:
-        """What invoking the run of a claimed item needs (None for a timer). A run this node
+    def _snapshots(self, tx: Tx, items: list[QueueItem]) -> list[_Started]:
+        """What invoking the runs of claimed items needs (None for a timer). A run this node
         created is read back whole only if something happened to it since: its first
-        invocation finds it queued, never started, so with no memo yet."""
-        if item.kind in TIMER_KINDS:
-            return None
-        events = self._fresh.pop(item.run_id, None)
-        if events is not None and item.kind == "start":
-            run = tx.get_run(item.run_id)
-            if run is not None and run.status == "Queued" and run.started_at is None:
-                return run, [], [e.to_wire() for e in events]
-        return _load_run(tx, item.run_id)
+        invocation finds it queued, never started, so with no memo yet; the runs of all such
+        items are read in one query."""
+        fresh = {
+            i.run_id: events
+            for i in items
+            if i.kind not in TIMER_KINDS
+            and (events := self._fresh.pop(i.run_id, None)) is not None
+            and i.kind == "start"
+        }
+        runs = {r.run_id: r for r in tx.get_runs(list(fresh))} if fresh else {}
+        started: list[_Started] = []
+        for item in items:
+            run = runs.get(item.run_id)
+            if item.kind in TIMER_KINDS:
+                started.append((item, None))
+            elif run is not None and run.status == "Queued" and run.started_at is None:
+                started.append((item, (run, [], [e.to_wire() for e in fresh[item.run_id]])))
+            else:
+                started.append((item, _load_run(tx, item.run_id)))
+        return started
 
     def _start(self, item: QueueItem, snapshot: _Snapshot | None = None) -> None:
         task = asyncio.create_task(self._process(item, snapshot))

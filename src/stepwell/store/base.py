@@ -123,6 +123,10 @@ class Tx(Protocol):
         """The run, or None."""
         ...
 
+    def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """The runs that exist among ``run_ids``, in no particular order."""
+        ...
+
     def mark_run_started(self, run_id: str, attempt: int, now: int) -> None:
         """Set ``status`` Running (from Queued), ``attempt``, and ``started_at`` if unset.
 

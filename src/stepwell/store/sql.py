@@ -363,6 +363,13 @@ class SqlTx:
     def get_run(self, run_id: str) -> RunRecord | None:
         return self._get(_RUN, "FROM runs WHERE run_id = ?", (run_id,))
 
+    def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        found: dict[str, RunRecord] = {}
+        for chunk in _padded(list(dict.fromkeys(run_ids))):
+            sql = f"FROM runs WHERE run_id IN ({_marks(len(chunk))})"
+            found.update((r.run_id, r) for r in self._list(_RUN, sql, chunk))
+        return list(found.values())
+
     def mark_run_started(self, run_id: str, attempt: int, now: int) -> None:
         self._x(
             "UPDATE runs SET status = 'Running', attempt = ?, started_at = COALESCE(started_at, ?) "
