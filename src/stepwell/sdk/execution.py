@@ -91,7 +91,9 @@ class Execution:
         self.inflight = 0
         self.progress = 0
         self.activity = asyncio.Event()
-        self.stopped = asyncio.Event()
+        # Done once a branch of the handler stopped (parked or failed): a future, so that
+        # waiting for it next to the handler's task needs no task of its own.
+        self.stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.parked: set[asyncio.Future[None]] = set()
         self.fatal: BaseException | None = None
 
@@ -143,8 +145,12 @@ class Execution:
     def _fail_nondeterministic(self, message: str) -> None:
         fn = self.request.function_id
         self.fatal = NonDeterminismError(f"function {fn!r}, run {self.request.run_id}: {message}")
-        self.stopped.set()
+        self._stop()
         raise _Abort()
+
+    def _stop(self) -> None:
+        if not self.stopped.done():
+            self.stopped.set_result(None)
 
     def _touch(self) -> None:
         self.progress += 1
@@ -156,7 +162,7 @@ class Execution:
         """Record ``op`` (if any) and park this branch of the handler until the invocation ends."""
         if op is not None:
             self.ops.append(op)
-        self.stopped.set()
+        self._stop()
         self._touch()
         parked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.parked.add(parked)
@@ -311,13 +317,9 @@ async def execute(
     """Invoke a handler once against the request's memo and report the outcome."""
     ex = Execution(request, checkpointer)
     task: asyncio.Future[Any] = asyncio.ensure_future(run_handler(ex))
-    stopped = asyncio.ensure_future(ex.stopped.wait())
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not task.done() and ex.fatal is None:
-            await ex.settle()
-    finally:
-        stopped.cancel()
+    await asyncio.wait({task, ex.stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not task.done() and ex.fatal is None:
+        await ex.settle()
     if task.done() and not task.cancelled() and ex.fatal is None and not ex.ops and not ex.found:
         return _handler_outcome(ex, task)
     await ex.teardown(task)
