@@ -218,11 +218,13 @@ class SqlTx:
     def _insert_rows(
         self, table: str, columns: str, width: int, rows: Sequence[Sequence[Any]]
     ) -> None:
+        """Insert ``rows`` with multi-row statements (runs of :data:`_CHUNKS` rows)."""
         row = f"({_marks(width)})"
         for chunk in _chunked(rows):
             params = [p for r in chunk for p in r]
-            sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(chunk))}"
-            self._conn.execute(self._dialect.sql(sql), params)
+            self._x(
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(chunk))}", params
+            )
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         # fetchall, not fetchone: it steps the statement to its end, so none is left running.
@@ -787,11 +789,8 @@ class SqlTx:
     # -- events and waits by the batch (ingest) ---------------------------------------------------
 
     def insert_events(self, events: Sequence[EventRecord]) -> None:
-        row = f"({_marks(len(_EVENT.names))})"
-        for chunk in _chunked(events):
-            params = [p for event in chunk for p in _EVENT.params(event)]
-            rows = ", ".join([row] * len(chunk))
-            self._x(f"INSERT INTO events ({_EVENT.columns}) VALUES {rows}", params)
+        rows = [_EVENT.params(event) for event in events]
+        self._insert_rows("events", _EVENT.columns, len(_EVENT.names), rows)
 
     def claim_dedupe_keys(
         self, claims: Sequence[tuple[str, str]], now: int, ttl_ms: int
