@@ -9,7 +9,9 @@ stepwell's own SDK through `stepwell.serve.fastapi`, and the official `inngest` 
 mode). The official TS SDK (npm `inngest`) runs in the Next.js app of `tests/official/nextjs`
 (`next start`, built and cached by `tests/official/harness.py`), with its async checkpointing on
 (the SDK's default: steps run back to back in one call, each posted to `/v1/checkpoint`) and off
-(one call per step, like the Python SDKs).
+(one call per step, like the Python SDKs). For the modes that make one call per step, the
+calls of the last run are then replayed in order with nothing else running: the app alone's
+time per step, which no engine can go below.
 """
 
 from __future__ import annotations
