@@ -28,10 +28,12 @@ class SystemClock:
 
     async def sleep_until(self, when_ms: int, wake: asyncio.Event) -> None:
         delay = (when_ms - self.now_ms()) / 1000
-        if delay <= 0:
+        if delay <= 0 or wake.is_set():
             return
+        # asyncio.timeout, not wait_for: no task of its own for every sleep of the dispatch loop
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=delay)
+            async with asyncio.timeout(delay):
+                await wake.wait()
 
 
 class FakeClock:

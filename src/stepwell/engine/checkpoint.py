@@ -41,7 +41,6 @@ class RunCheckpointer:
         router: Router,
         clock: Clock,
         run_id: str,
-        on_commit: Callable[[], None],
         *,
         delay_s: float = 0.005,
     ) -> None:
@@ -49,7 +48,6 @@ class RunCheckpointer:
         self._router = router
         self._clock = clock
         self._run_id = run_id
-        self._on_commit = on_commit
         self._buffer: list[Callable[[Tx], Any]] = []
         self._inflight: asyncio.Future[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -156,7 +154,6 @@ class RunCheckpointer:
         except _AlreadySent:
             memo = await self._store.read(lambda tx: tx.get_memo(run_id))
             return list(next(m.value["data"]["ids"] for m in memo if m.step_key == key))
-        self._on_commit()
         return ids
 
     async def flush(self) -> None:

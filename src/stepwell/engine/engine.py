@@ -34,7 +34,7 @@ from stepwell.engine.ingest import Router, validate_events
 from stepwell.engine.local_lease import LeasingTx
 from stepwell.engine.observers import ObservedStore, RunEndings
 from stepwell.engine.registry import FunctionSpec, Registry, parse_function
-from stepwell.engine.transitions import Effects, Transitions, new_cron_run
+from stepwell.engine.transitions import Transitions, new_cron_run
 from stepwell.errors import ConfigError, NotFound
 from stepwell.ids import new_id
 from stepwell.protocol.invocation import Handler
@@ -311,9 +311,7 @@ class Engine:
         now = self.clock.now_ms()
         incoming = validate_events(events, now=now)
 
-        ids = await self._run_routing(lambda tx: self.router.ingest(tx, incoming, now), now)
-        self._wake.set()
-        return ids
+        return await self._run_routing(lambda tx: self.router.ingest(tx, incoming, now), now)
 
     async def _run_routing(self, work: Callable[[Tx], T], now: int) -> T:
         """:meth:`_run_leasing` for a unit that routes events (its own, or a run's end events):
@@ -334,27 +332,33 @@ class Engine:
 
     async def _run_leasing(self, work: Callable[[Tx], T], now: int) -> T:
         """Run a unit; start at once the invocation items it enqueued for now (direct dispatch),
-        and keep the events of the runs it created for the claims that will start them."""
+        keep the events of the runs it created for the claims that will start them, and wake
+        the dispatch loop only if the unit may have made other work (``LeasingTx.made_work``)."""
         if not self._running:
-            return await self.store.run(work)
+            return await self.store.run(work)  # no dispatch loop to wake: tick() claims
         capacity = max(self.concurrency - len(self._inflight), 0)
         owner, lease = self.node_id, self.lease_ms
         limited = self._claim_limited
 
-        def unit(tx: Tx) -> tuple[T, list[_Started], dict[str, list[EventRecord]]]:
+        def unit(tx: Tx) -> tuple[T, list[_Started], dict[str, list[EventRecord]], bool]:
             leasing = LeasingTx(
                 tx, owner=owner, now=now, lease_ms=lease, capacity=capacity, limited=limited
             )
             result = work(leasing.as_tx())
-            # Load what the invocation needs here, in the writer, instead of a read later.
-            leased: list[_Started] = [(i, _load_run(tx, i.run_id)) for i in leasing.leased]
-            return result, leased, leasing.fresh_runs()
+            if not leasing.leased:
+                return result, [], leasing.fresh_runs(), leasing.made_work
+            # Load what the invocations need here, in the writer, instead of a read later.
+            created = leasing.created_runs()
+            leased = self._snapshots(tx, leasing.leased, created)  # takes the leased runs
+            return result, leased, created, leasing.made_work
 
-        result, leased, fresh = await self.store.run(unit)
+        result, leased, fresh, made_work = await self.store.run(unit)
         if fresh and len(self._fresh) < FRESH_RUNS_KEPT:
             self._fresh.update(fresh)
         for item, snapshot in leased:
             self._start(item, snapshot)
+        if made_work:
+            self._wake.set()
         return result
 
     def _maybe_limited(self, function_id: str) -> bool:
@@ -434,19 +438,22 @@ class Engine:
             items = flow.claim(tx, now, owner, lease, limit, self._maybe_limited)
         else:
             items = tx.claim(now, owner, lease, limit)
-        started = self._snapshots(tx, items)
+        started = self._snapshots(tx, items, self._fresh)
         return started, (tx.next_available_at() if len(items) < limit else False)
 
-    def _snapshots(self, tx: Tx, items: list[QueueItem]) -> list[_Started]:
-        """What invoking the runs of claimed items needs (None for a timer). A run this node
-        created is read back whole only if something happened to it since: its first
-        invocation finds it queued, never started, so with no memo yet; the runs of all such
-        items are read in one query."""
+    @staticmethod
+    def _snapshots(
+        tx: Tx, items: list[QueueItem], created: dict[str, list[EventRecord]]
+    ) -> list[_Started]:
+        """What invoking the runs of leased items needs (None for a timer). A run this node
+        created (``created``: its events, taken from there) is read back whole only if
+        something happened to it since: its first invocation finds it queued, never started,
+        so with no memo yet; the runs of all such items are read in one query."""
         fresh = {
             i.run_id: events
             for i in items
             if i.kind not in TIMER_KINDS
-            and (events := self._fresh.pop(i.run_id, None)) is not None
+            and (events := created.pop(i.run_id, None)) is not None
             and i.kind == "start"
         }
         runs = {r.run_id: r for r in tx.get_runs(list(fresh))} if fresh else {}
@@ -467,8 +474,12 @@ class Engine:
         task.add_done_callback(functools.partial(self._done, item.item_id))
 
     def _done(self, item_id: str, _task: asyncio.Task[None]) -> None:
+        # What the invocation wrote woke the loop if it made work; its end alone matters only
+        # when the loop left work queued for want of a free slot.
+        full = len(self._inflight) >= self.concurrency or self._claim_was_full
         self._inflight.pop(item_id, None)
-        self._wake.set()
+        if full:
+            self._wake.set()
 
     async def _fire_crons(self, now: int) -> None:
         due = [(key, at) for key, at in self._cron_next.items() if at <= now]
@@ -586,14 +597,14 @@ class Engine:
                 fire = functools.partial(
                     self.transitions.fire_timer, item=item, owner=owner, now=now
                 )
+                # Through direct dispatch, like every unit of an item: the run it continues
+                # starts at once, and the loop is woken only if other work was made.
                 if item.kind in ENDING_TIMER_KINDS:  # it may cancel the run
-                    effects = await self._run_routing(fire, now)
+                    await self._run_routing(fire, now)
                 else:
-                    effects = await self.store.run(fire)
+                    await self._run_leasing(fire, now)
             else:
-                effects = await self._invoke(item, snapshot)
-            if effects.wake:
-                self._wake.set()
+                await self._invoke(item, snapshot)
         except asyncio.CancelledError:
             raise
         except StepRecordedElsewhere as exc:
@@ -601,19 +612,22 @@ class Engine:
             log.warning("%s", exc)
             now = self.clock.now_ms()
             await self.store.run(lambda tx: tx.release(item.item_id, owner, now))
+            self._wake.set()
         except Exception:
             log.exception("processing %s failed; it will be retried", item.item_id)
             retry_at = self.clock.now_ms() + ENGINE_ERROR_DELAY_MS
             await self.store.run(lambda tx: tx.release(item.item_id, owner, retry_at))
+            self._wake.set()
 
-    async def _invoke(self, item: QueueItem, snapshot: _Snapshot | None) -> Effects:
+    async def _invoke(self, item: QueueItem, snapshot: _Snapshot | None) -> None:
         owner = self.node_id
         if snapshot is None:
             snapshot = await self.store.read(lambda tx: _load_run(tx, item.run_id))
         run, memo, events = snapshot
         if run is None or run.status in FINAL_STATUSES:
             await self.store.run(lambda tx: tx.ack(item.item_id, owner, item.generation))
-            return Effects()
+            self._wake.set()  # an item that changed since it was leased stays, unleased
+            return
         spec = self.registry.get(run.function_id)
         if spec is None and self._shared:
             await self._load_served_apps()  # synced on another node since this one started
@@ -625,11 +639,10 @@ class Engine:
             )
             later = self.clock.now_ms() + UNAVAILABLE_DELAY_MS
             await self.store.run(lambda tx: tx.release(item.item_id, owner, later))
-            return Effects()
+            self._wake.set()
+            return
         now = self.clock.now_ms()
-        checkpointer = RunCheckpointer(
-            self._dispatching, self.router, self.clock, run.run_id, self._wake.set
-        )
+        checkpointer = RunCheckpointer(self._dispatching, self.router, self.clock, run.run_id)
         if run.status == "Queued":
             checkpointer.defer(RunStarted(run.run_id, run.attempt, now))
         request = CallRequest(
@@ -652,7 +665,8 @@ class Engine:
             await checkpointer.flush()
             later = self.clock.now_ms() + UNAVAILABLE_DELAY_MS
             await self.store.run(lambda tx: tx.release(item.item_id, owner, later))
-            return Effects()
+            self._wake.set()
+            return
         for listener in self.invocation_listeners:
             listener(spec, result)
         checkpoints = await checkpointer.take()
@@ -661,7 +675,7 @@ class Engine:
 
         steps_done = checkpointer.steps
 
-        def commit(tx: Tx) -> Effects:
+        def commit(tx: Tx) -> None:
             for work in checkpoints:
                 work(tx)
             if steps_done and run.attempt:
@@ -673,8 +687,9 @@ class Engine:
 
         if result.done or any(isinstance(op, StepError) for op in result.ops):
             # The run may end: its end events are routed with the apps the store has.
-            return await self._run_routing(commit, done_at)
-        return await self._run_leasing(commit, done_at)
+            await self._run_routing(commit, done_at)
+        else:
+            await self._run_leasing(commit, done_at)
 
     # -- tests and tools -------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from stepwell.engine import flow
@@ -66,13 +65,6 @@ INVOKE_TIMEOUT_ERROR = {
 }
 
 
-@dataclass(slots=True)
-class Effects:
-    """What a unit of work changed that the engine should react to after commit."""
-
-    wake: bool = False
-
-
 class Transitions:
     """Applies outcomes to runs. Holds the router, to route the system events it emits."""
 
@@ -108,7 +100,7 @@ class Transitions:
         now: int,
         events: list[dict[str, Any]] | None = None,
         started: RunStarted | None = None,
-    ) -> Effects:
+    ) -> None:
         """Commit what one invocation produced and settle its queue item (``events``: the run's
         trigger events in wire form, when the caller has them, for its end events; ``started``:
         the invocation's mark of the run's start, when it has not been written yet)."""
@@ -122,7 +114,7 @@ class Transitions:
         current = tx.get_run(run.run_id)
         if current is None or current.status in FINAL_STATUSES:
             tx.ack(item.item_id, owner, item.generation)
-            return Effects()
+            return
         finish_ms = spec.flow.finish_timeout_ms
         if run.status == "Queued" and finish_ms is not None:
             began = current.started_at if current.started_at is not None else now
@@ -152,7 +144,6 @@ class Transitions:
         if any(isinstance(op, CONTINUING) for op in result.ops):
             continue_run(tx, run.run_id, run.function_id, now)
         tx.ack(item.item_id, owner, item.generation)
-        return Effects(wake=True)
 
     def _end(
         self,
@@ -164,7 +155,7 @@ class Transitions:
         now: int,
         events: list[dict[str, Any]] | None,
         started: RunStarted | None,
-    ) -> Effects:
+    ) -> None:
         """End a run with its invocation's outcome; if it had already ended (cancelled while
         the invocation ran), only settle the item."""
         status: RunStatus = "Completed" if result.error is None else "Failed"
@@ -178,9 +169,8 @@ class Transitions:
             events=events,
             started_at=started.at if started is not None else None,
         ):
-            return Effects(wake=True)
+            return
         tx.ack(item.item_id, owner, item.generation)
-        return Effects()
 
     def _apply_done(
         self,
@@ -192,16 +182,15 @@ class Transitions:
         result: CallResult,
         now: int,
         events: list[dict[str, Any]] | None,
-    ) -> Effects:
+    ) -> None:
         if result.error is None:
             self.finish(tx, run, "Completed", now, output=result.output, events=events)
-            return Effects(wake=True)
+            return
         if result.retriable:
             return self._retry(
                 tx, run, spec, item, owner, result.retry_after_ms, now, True, result.error
             )
         self.finish(tx, run, "Failed", now, error=result.error, events=events)
-        return Effects(wake=True)
 
     def _retry(
         self,
@@ -215,7 +204,7 @@ class Transitions:
         retriable: bool,
         error: dict[str, Any] | None = None,
         step: tuple[str, str] | None = None,
-    ) -> Effects:
+    ) -> None:
         attempt = run.attempt + 1
         if error is not None and retriable and attempt < spec.max_attempts:
             key, step_id = step if step is not None else ("", None)
@@ -228,7 +217,7 @@ class Transitions:
             self.finish(
                 tx, run, "Failed", now, error=error or {"name": "Error", "message": "failed"}
             )
-            return Effects(wake=True)
+            return
         if retry_after_ms is not None:
             delay = retry_after_ms
         elif self.retry_interval_ms is not None:
@@ -238,7 +227,6 @@ class Transitions:
         delay = min(max(delay, 0), 24 * 3600 * 1000)
         tx.set_run_attempt(run.run_id, attempt)
         tx.release(item.item_id, owner, now + delay)
-        return Effects(wake=True)
 
     def _apply_op(self, tx: Tx, run: RunRecord, op: StepOp, now: int) -> None:
         if isinstance(op, StepRun):
@@ -293,7 +281,7 @@ class Transitions:
 
     # -- timers ----------------------------------------------------------------------------------
 
-    def fire_timer(self, tx: Tx, item: QueueItem, owner: str, now: int) -> Effects:
+    def fire_timer(self, tx: Tx, item: QueueItem, owner: str, now: int) -> None:
         """A sleep ended, a wait or an invoke timed out: memoize and continue the run. A debounce
         or batch is due: start its run. A run's timeout passed: cancel it."""
         if item.kind in ("debounce", "batch"):
@@ -305,7 +293,7 @@ class Transitions:
         tx.delete_queue_item(item.item_id)
         run = tx.get_run(item.run_id)
         if run is None or run.status in FINAL_STATUSES:
-            return Effects()
+            return
         if item.kind == "sleep":
             written = tx.put_memo(run.run_id, key, step_id, "sleep", None, now)
         elif item.kind == "wait_timeout":
@@ -313,16 +301,15 @@ class Transitions:
             written = False
             if wait is not None and tx.delete_wait(wait.wait_id):
                 resume_wait(tx, wait, None, now)
-                return Effects(wake=True)
+                return
         else:
             written = tx.put_memo(
                 run.run_id, key, step_id, "invoke", {"error": INVOKE_TIMEOUT_ERROR}, now
             )
         if written:
             continue_run(tx, run.run_id, run.function_id, now)
-        return Effects(wake=written)
 
-    def _start_held(self, tx: Tx, item: QueueItem, owner: str, now: int) -> Effects:
+    def _start_held(self, tx: Tx, item: QueueItem, owner: str, now: int) -> None:
         key = str(item.payload["key"])
         spec = self.router.registry.get(item.function_id)
         events: list[EventRecord]
@@ -333,46 +320,45 @@ class Transitions:
             pending = tx.get_debounce(key)
             if pending is None or pending.run_id != item.run_id:
                 tx.delete_queue_item(item.item_id)
-                return Effects()
+                return
             if pending.due_at > now:  # later events moved it
                 tx.release(item.item_id, owner, pending.due_at)
-                return Effects()
+                return
             if spec is None:
                 tx.release(item.item_id, owner, now + HELD_RETRY_MS)
-                return Effects()
+                return
             tx.delete_debounce(key, pending.run_id)
             events = tx.get_events([pending.event_id])
         else:
             batch = tx.get_batch(key)
             if batch is None or batch.run_id != item.run_id:
                 tx.delete_queue_item(item.item_id)
-                return Effects()
+                return
             if spec is None:
                 tx.release(item.item_id, owner, now + HELD_RETRY_MS)
-                return Effects()
+                return
             tx.delete_batch(key, batch.run_id)
             events = tx.get_events(batch.event_ids)
         tx.delete_queue_item(item.item_id)
         if events:
             start_run(tx, spec, events, now, run_id=item.run_id, cancel=self.cancel)
-        return Effects(wake=True)
 
-    def _time_out(self, tx: Tx, item: QueueItem, now: int) -> Effects:
+    def _time_out(self, tx: Tx, item: QueueItem, now: int) -> None:
         tx.delete_queue_item(item.item_id)
         run = tx.get_run(item.run_id)
         if run is None or run.status in FINAL_STATUSES:
-            return Effects()
+            return
         spec = self.router.registry.get(run.function_id)
         if item.kind == "start_timeout":
             if run.status != "Queued":
-                return Effects()
+                return
             limit = spec.flow.start_timeout_ms if spec is not None else None
             reason = f"timed out: not started within timeouts.start ({limit} ms)"
         else:
             limit = spec.flow.finish_timeout_ms if spec is not None else None
             reason = f"timed out: not finished within timeouts.finish ({limit} ms)"
         self.finish(tx, run, "Cancelled", now, reason=reason)
-        return Effects(wake=True)
+        return
 
     # -- endings ---------------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 Writes. One connection, owned by one thread, does every write. :meth:`SqliteStore.run` hands
 the writer a unit of work and awaits it. The writer takes the first waiting unit, drains every
 other one already queued (up to :data:`MAX_BATCH`), opens ``BEGIN IMMEDIATE``, runs each unit in
-its own ``SAVEPOINT`` (a unit that raises is rolled back to its savepoint alone) and commits
-once: one fsync for the whole batch. Only then are the callers answered, each on its own event
+its own ``SAVEPOINT`` (a unit that raises is rolled back to its savepoint alone; a batch of one
+unit needs none) and commits once: one fsync for the whole batch. Only then are the callers answered, each on its own event
 loop, so a returned ``run`` is on disk. If the transaction itself fails (disk full, I/O error,
 another process holding the lock past ``busy_timeout_ms``), every unit of the batch fails with
 :class:`~stepwell.errors.StoreError`.
@@ -304,6 +304,8 @@ def _jobs(items: list[object]) -> list[Job]:
 def _commit(conn: sqlite3.Connection, batch: list[Job]) -> list[Outcome]:
     """Run a batch in one transaction, a savepoint per unit; one outcome per job."""
     tx = SqlTx(conn, SQLITE, _now_ms())
+    if len(batch) == 1:
+        return [_alone(conn, tx, batch[0])]
     try:
         conn.execute("BEGIN IMMEDIATE")
         outcomes = [_unit(conn, tx, job) for job in batch]
@@ -323,6 +325,26 @@ def _batch_failed(exc: BaseException, size: int) -> BaseException:
     failure = StoreError(f"SQLite could not commit a batch of {size} units of work: {exc}")
     failure.__cause__ = exc
     return failure
+
+
+def _alone(conn: sqlite3.Connection, tx: SqlTx, job: Job) -> Outcome:
+    """A batch of one unit: its transaction is the unit's, so it needs no savepoint."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            value = call_unit(job.work, tx)
+        except BaseException as exc:
+            if not conn.in_transaction:
+                raise  # SQLite rolled the transaction back itself: report it as a batch's
+            conn.execute("ROLLBACK")
+            return False, exc
+        conn.execute("ROLLBACK" if job.read_only else "COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        return False, _batch_failed(exc, 1)
+    return True, value
 
 
 def _unit(conn: sqlite3.Connection, tx: SqlTx, job: Job) -> Outcome:
