@@ -314,6 +314,9 @@ class HttpDriver:
             "X-Run-ID": request.run_id,
             "X-Inngest-Step-ID": request.target_step or "step",
             "x-inngest-req-version": "2",
+            # Answers are small JSON: compressing them would cost the app more than the network
+            # between an engine and its apps saves (a Next.js app spends ~0.4 ms on each here).
+            "Accept-Encoding": "identity",
         }
         if self.signing_key:
             headers["X-Inngest-Signature"] = sign(
