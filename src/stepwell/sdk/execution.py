@@ -91,8 +91,8 @@ class Execution:
         self.inflight = 0
         self.progress = 0
         self.activity = asyncio.Event()
-        # Done once a branch of the handler stopped (parked or failed): a future, so that
-        # waiting for it next to the handler's task needs no task of its own.
+        # Done once the handler returned or a branch of it stopped (parked or failed): one
+        # future to wait on, set by the handler task's done callback too.
         self.stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.parked: set[asyncio.Future[None]] = set()
         self.fatal: BaseException | None = None
@@ -151,6 +151,10 @@ class Execution:
     def _stop(self) -> None:
         if not self.stopped.done():
             self.stopped.set_result(None)
+
+    def handler_returned(self, _task: asyncio.Future[Any]) -> None:
+        """Done callback of the handler's task: the invocation stops waiting for it."""
+        self._stop()
 
     def _touch(self) -> None:
         self.progress += 1
@@ -317,7 +321,8 @@ async def execute(
     """Invoke a handler once against the request's memo and report the outcome."""
     ex = Execution(request, checkpointer)
     task: asyncio.Future[Any] = asyncio.ensure_future(run_handler(ex))
-    await asyncio.wait({task, ex.stopped}, return_when=asyncio.FIRST_COMPLETED)
+    task.add_done_callback(ex.handler_returned)
+    await ex.stopped  # the handler returned, or a branch of it stopped
     if not task.done() and ex.fatal is None:
         await ex.settle()
     if task.done() and not task.cancelled() and ex.fatal is None and not ex.ops and not ex.found:
