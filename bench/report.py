@@ -20,6 +20,7 @@ PART_NAMES = {
     "w6": "stepwell W6",
     "w7": "stepwell W7",
     "postgres": "stepwell on PostgreSQL",
+    "http": "stepwell over HTTP",
     **PEER_NAMES,
 }
 NOT_APPLICABLE = {
@@ -390,12 +391,37 @@ def markdown(results: dict[str, Any], chart_path: str) -> str:
         if "settings" in part:
             settings.setdefault(part["settings"], []).append(PART_NAMES.get(name, name))
     lines += [_wrap(f"- **{', '.join(names)}**: {text}", "  ") for text, names in settings.items()]
+    speeds = probe_rows(results)
+    if len(speeds) > 1:
+        lines += [
+            "",
+            "### The machine's speed before each part",
+            "",
+            _wrap(
+                "A fixed probe run just before each part (`bench/probe.py`): pure-Python work, "
+                "and a one-row SQLite commit with `synchronous=FULL`. Higher is slower; this "
+                "machine's speed drifts, so a part that ran in a slow phase shows it here."
+            ),
+            "",
+            markdown_table(speeds),
+        ]
     missing = unavailable(results)
     if missing:
         lines += ["", "### Could not run here", ""]
         lines += [_wrap(f"- {line}", "  ") for line in missing]
     lines.append(END)
     return "\n".join(lines)
+
+
+def probe_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Per part that was probed: the CPU and commit probes' times before it ran."""
+    rows = [["part", "CPU probe, ms", "commit probe, ms"]]
+    for name, part in results["parts"].items():
+        speed = part.get("probe")
+        if speed is not None:
+            label = PART_NAMES.get(name, name)
+            rows.append([label, f"{speed['cpu_ms']:.1f}", f"{speed['commit_ms']:.2f}"])
+    return rows if len(rows) > 1 else []
 
 
 def _peer_sleep(results: dict[str, Any]) -> str:

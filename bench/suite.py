@@ -11,7 +11,8 @@ Parts, run one after the other so that none competes with another for the 2 core
   (:mod:`bench.peers`); then, for the peers with durable sleeps and waits (``CAPACITY_PEERS``),
   W5 and W7 each in a fresh process of its own, at the peers' sizes (``Sizes.peer_w5_runs``...).
 
-A part that fails is recorded with the reason and the others still run.
+A part that fails is recorded with the reason and the others still run. Before each part, the
+machine's speed is probed (:mod:`bench.probe`) and kept with the part's results.
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ CAPACITY_PEERS = ("dbos", "restate")
 
 def run_parts(parts: tuple[str, ...], mode: str, sizes: Sizes) -> dict[str, dict[str, Any]]:
     """Run ``parts`` (names from ``PARTS``) in order; each part's result or failure by name."""
+    from bench import probe
+
     results: dict[str, dict[str, Any]] = {}
     for part in parts:
-        print(f"-- {part}", flush=True)
+        speed = probe.measure()  # before the part: which phase of the machine it ran in
+        print(f"-- {part} ({probe.describe(speed)})", flush=True)
         started = time.perf_counter()
         try:
             result = _PARTS[part](mode, sizes)
@@ -50,6 +54,7 @@ def run_parts(parts: tuple[str, ...], mode: str, sizes: Sizes) -> dict[str, dict
             traceback.print_exc()
             result = {"unavailable": f"{type(exc).__name__}: {exc}"[:500]}
         result["part_seconds"] = time.perf_counter() - started
+        result["probe"] = speed
         results[part] = result
         if "unavailable" in result:
             print(f"   could not run: {result['unavailable']}", flush=True)

@@ -26,6 +26,12 @@ def test_every_stepwell_workload_runs_on_a_tiny_size() -> None:
         assert rows, f"{workload} printed nothing:\n{done.stdout}"
         assert all(re.search(r"\| [\d,.]+", row) for row in rows), rows
     assert "failed" not in done.stdout.lower(), done.stdout
+    # each part is preceded by the machine's speed, measured
+    probes = re.findall(
+        r"^-- (\w+) \(CPU probe ([\d.]+) ms, commit probe ([\d.]+) ms\)", done.stdout, re.M
+    )
+    assert [p[0] for p in probes] == ["embedded", "w5", "w6", "w7"], done.stdout
+    assert all(float(cpu) > 0 and float(commit) > 0 for _, cpu, commit in probes), probes
 
 
 def test_the_flow_control_bench_runs() -> None:
