@@ -37,7 +37,7 @@ from stepwell.embedded import Embedded
 BATCH = 100
 IN_FLIGHT = 300
 """Runs sent but not yet parked before the next batch is sent."""
-INGEST_EVENTS = 5000
+INGEST_EVENTS = 50_000
 """Events sent (100 a call) to measure the ingest rate during W7, unless ``INGEST_S`` is up first."""
 INGEST_S = 10.0
 
