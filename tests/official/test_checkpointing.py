@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stepwell.clock import SystemClock
 from stepwell.embedded import Embedded
 from stepwell.engine.api import build_app
+from stepwell.engine.api import checkpoint as checkpoint_route
 from stepwell.engine.drivers.http import HttpDriver
 from stepwell.engine.engine import Engine
 from stepwell.engine.sync import Syncer
@@ -165,8 +166,16 @@ async def _memo(engine: Engine, run: RunRecord) -> list[tuple[str, Any]]:
 
 @pytest.mark.parametrize("mode", ["dev", "cloud"])
 async def test_consecutive_steps_run_in_one_call_and_are_checkpointed_each(
-    tmp_path: Path, mode: str
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    written_at_once: list[str] = []
+    record = checkpoint_route._record
+
+    def spied(run_id: str, *args: Any) -> Any:
+        written_at_once.append(run_id)
+        return record(run_id, *args)
+
+    monkeypatch.setattr(checkpoint_route, "_record", spied)
     key = new_signing_key() if mode == "cloud" else None
     async with engineside(tmp_path / "e.db", signing_key=key) as side, nextjs(side) as d:
         run = await d.run("test/sequential")
@@ -176,6 +185,9 @@ async def test_consecutive_steps_run_in_one_call_and_are_checkpointed_each(
         [(request, qi_id)] = side.calls_of(run.run_id)
         assert request.target_step is None and qi_id is not None
         assert side.api.checkpoints(run.run_id) == [200, 200]
+        # The invocation was live on this engine: its checkpoints were written behind, by its
+        # checkpointer, not each in a unit of its own before the answer.
+        assert written_at_once == []
 
 
 @pytest.mark.parametrize(

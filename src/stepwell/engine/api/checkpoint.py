@@ -5,8 +5,18 @@ here before running the next; it awaits the answer. 200 means "recorded, go on";
 "this dispatch is stale" and makes the SDK stop running steps at once: the run is unknown or
 has ended, the invocation named by ``qi_id`` is over (or belongs to another run), or the run
 already holds a different result for one of the steps (another invocation got there first).
-Steps are memoized in one store unit, first write wins; a checkpoint sent again with the same
-results (the SDK retries on network errors) is answered 200.
+Steps are memoized first write wins; a checkpoint sent again with the same results (the SDK
+retries on network errors) is answered 200.
+
+A checkpoint of an invocation this engine has in flight (``live``) is checked by a read (the run
+is there, not ended, of that function, and holds no other result for these steps) and handed to
+the invocation's checkpointer, which writes it behind, as the in-process driver's steps are: the
+SDK goes on without waiting for a commit, and the writes are durable before anything the outside
+world can observe (the run's end at the latest). A checkpoint of another node's invocation
+(``foreign``) is written in its own unit before the answer. Either way a step whose checkpoint was
+not committed when the engine died runs again on replay (at least once); a write that loses to
+another invocation's after the read drops this invocation's outcome, and the run is replayed from
+the memo.
 
 The SDK only ever checkpoints finished steps: results of ``step.run``-like steps (``StepRun``),
 and, when the experimental ``defer()`` is used, ``DeferAdd``/``DeferAbort`` ops, which stepwell
@@ -60,6 +70,11 @@ async def checkpoint_async(request: Request) -> Response:
     owner = driver.owner(run_id, qi_id) if driver is not None else "foreign"
     if owner == "stale":
         return _stale(run_id, f"its invocation {qi_id!r} is over or was never made by this engine")
+    if owner == "live" and driver is not None:
+        refused = await engine.store.read(partial(_check, run_id, fn_id, ops))
+        if refused is None and not await driver.checkpoint_live(qi_id, ops):
+            refused = f"its invocation {qi_id!r} is over"
+        return _stale(run_id, refused) if refused is not None else JSON({})
     now = engine.clock.now_ms()
     try:
         refused = await engine.store.run(partial(_record, run_id, fn_id, ops, now))
@@ -67,8 +82,6 @@ async def checkpoint_async(request: Request) -> Response:
         refused = str(exc)
     if refused is not None:
         return _stale(run_id, refused)
-    if driver is not None:
-        driver.checkpointed(qi_id, ops)
     return JSON({})
 
 
@@ -116,8 +129,19 @@ def _finished_steps(steps: Sequence[Any]) -> list[Finished] | str:
     return ops
 
 
-def _record(run_id: str, fn_id: str | None, ops: list[Finished], now: int, tx: Tx) -> str | None:
-    """Memoize ``ops`` (first write wins); why the checkpoint is stale, or None."""
+def _check(run_id: str, fn_id: str | None, ops: list[Finished], tx: Tx) -> str | None:
+    """Why a live invocation's checkpoint is stale, or None: read only."""
+    refused = _refused(tx, run_id, fn_id)
+    if refused is not None:
+        return refused
+    held = {m.step_key: m.value for m in tx.get_memo(run_id)}
+    for op in ops:
+        if op.key in held and held[op.key] != memo_value(op):
+            return f"step {op.step_id!r} already has another result"
+    return None
+
+
+def _refused(tx: Tx, run_id: str, fn_id: str | None) -> str | None:
     run = tx.get_run(run_id)
     if run is None:
         return "the run does not exist"
@@ -125,6 +149,14 @@ def _record(run_id: str, fn_id: str | None, ops: list[Finished], now: int, tx: T
         return f"the run has ended ({run.status})"
     if fn_id is not None and fn_id != run.function_id:
         return f"the run belongs to {run.function_id!r}, not {fn_id!r}"
+    return None
+
+
+def _record(run_id: str, fn_id: str | None, ops: list[Finished], now: int, tx: Tx) -> str | None:
+    """Memoize ``ops`` (first write wins); why the checkpoint is stale, or None."""
+    refused = _refused(tx, run_id, fn_id)
+    if refused is not None:
+        return refused
     for op in ops:
         value = memo_value(op)
         if tx.put_memo(run_id, op.key, op.step_id, "run", value, now, None, 1, op.input):

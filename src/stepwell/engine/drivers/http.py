@@ -67,7 +67,11 @@ class _Live:
     """An invocation in flight that the SDK may checkpoint steps of."""
 
     run_id: str
+    checkpointer: Checkpointer
     steps: list[StepRun | StepFailed] = field(default_factory=list)
+    """Checkpointed steps not yet merged into the memo the driver sends."""
+    handed: set[str] = field(default_factory=set)
+    """Keys of the steps handed to the checkpointer, so that a resent one is written once."""
 
 
 class HttpDriver:
@@ -132,7 +136,7 @@ class HttpDriver:
         qi_id = None
         if self.checkpointing:
             qi_id = f"{self._instance}:{next(self._serials)}"
-            self._live[qi_id] = _Live(request.run_id)
+            self._live[qi_id] = _Live(request.run_id, checkpointer)
         try:
             return await self._loop(spec, request, checkpointer, qi_id)
         finally:
@@ -151,11 +155,19 @@ class HttpDriver:
         live = self._live.get(qi_id)
         return "live" if live is not None and live.run_id == run_id else "stale"
 
-    def checkpointed(self, qi_id: str, ops: Iterable[StepRun | StepFailed]) -> None:
-        """Hand steps the SDK checkpointed (already stored) to the invocation they belong to."""
+    async def checkpoint_live(self, qi_id: str, ops: Iterable[StepRun | StepFailed]) -> bool:
+        """Hand steps the SDK checkpointed to the live invocation they belong to: to its
+        checkpointer, which writes them behind, and to the memo of its next call. False if the
+        invocation is over."""
         live = self._live.get(qi_id)
-        if live is not None:
-            live.steps.extend(ops)
+        if live is None:
+            return False
+        for op in ops:
+            if op.key not in live.handed:
+                live.handed.add(op.key)
+                await live.checkpointer.step_completed(op)
+                live.steps.append(op)
+        return True
 
     # -- calling the SDK ---------------------------------------------------------------------------
 
