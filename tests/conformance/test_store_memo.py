@@ -58,3 +58,19 @@ async def test_memo_keeps_every_field_and_any_json_value(store: Store) -> None:
 
 async def test_memo_of_an_unknown_run_is_empty(store: Store) -> None:
     assert await store.read(lambda tx: tx.get_memo("nope")) == []
+
+
+async def test_memo_of_some_steps_only(store: Store) -> None:
+    for key in ("zeta", "alpha", "mid"):
+        await store.run(lambda tx, k=key: put(tx, k, {"data": k}))
+    await store.run(lambda tx: put(tx, "alpha", None, run_id="run-2"))
+
+    some = await store.read(lambda tx: tx.get_memo("run-1", ["mid", "zeta", "absent", "mid"]))
+    assert [(m.step_key, m.value) for m in some] == [
+        ("zeta", {"data": "zeta"}),
+        ("mid", {"data": "mid"}),
+    ]
+    assert await store.read(lambda tx: tx.get_memo("run-1", [])) == []
+    many = [f"k{n}" for n in range(300)] + ["alpha"]  # past one IN list
+    [alpha] = await store.read(lambda tx: tx.get_memo("run-1", many))
+    assert alpha.value == {"data": "alpha"}

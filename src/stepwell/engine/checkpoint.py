@@ -183,7 +183,8 @@ class _StepWrites:
         lost = [m for m, won in zip(self.memos, written, strict=True) if not won]
         if not lost:
             return
-        recorded = {m.step_key: m.value for m in tx.get_memo(lost[0].run_id)}
+        keys = [m.step_key for m in lost]
+        recorded = {m.step_key: m.value for m in tx.get_memo(lost[0].run_id, keys)}
         for memo in lost:
             if recorded.get(memo.step_key) != memo.value:
                 raise StepRecordedElsewhere(memo.run_id, memo.step_id)

@@ -189,8 +189,8 @@ class Tx(Protocol):
         Assigns the next ``seq`` (completion order)."""
         ...
 
-    def get_memo(self, run_id: str) -> list[MemoRecord]:
-        """The run's memo in completion order."""
+    def get_memo(self, run_id: str, keys: Sequence[str] | None = None) -> list[MemoRecord]:
+        """The run's memo in completion order; only the steps of ``keys`` when given."""
         ...
 
     # -- queue ----------------------------------------------------------------------------------

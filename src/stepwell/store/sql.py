@@ -470,8 +470,15 @@ class SqlTx:
             written.update((r[0], r[1]) for r in rows)
         return [key in written for key in keys]
 
-    def get_memo(self, run_id: str) -> list[MemoRecord]:
-        return self._list(_MEMO, "FROM memo WHERE run_id = ? ORDER BY seq, step_key", (run_id,))
+    def get_memo(self, run_id: str, keys: Sequence[str] | None = None) -> list[MemoRecord]:
+        if keys is None:
+            sql = "FROM memo WHERE run_id = ? ORDER BY seq, step_key"
+            return self._list(_MEMO, sql, (run_id,))
+        found: list[MemoRecord] = []
+        for chunk in _padded(list(dict.fromkeys(keys))):
+            sql = f"FROM memo WHERE run_id = ? AND step_key IN ({_marks(len(chunk))})"
+            found += self._list(_MEMO, sql, (run_id, *chunk))
+        return sorted(found, key=lambda m: (m.seq, m.step_key))
 
     # -- queue ----------------------------------------------------------------------------------
 

@@ -134,7 +134,7 @@ def _check(run_id: str, fn_id: str | None, ops: list[Finished], tx: Tx) -> str |
     refused = _refused(tx, run_id, fn_id)
     if refused is not None:
         return refused
-    held = {m.step_key: m.value for m in tx.get_memo(run_id)}
+    held = {m.step_key: m.value for m in tx.get_memo(run_id, [op.key for op in ops])}
     for op in ops:
         if op.key in held and held[op.key] != memo_value(op):
             return f"step {op.step_id!r} already has another result"
@@ -161,7 +161,7 @@ def _record(run_id: str, fn_id: str | None, ops: list[Finished], now: int, tx: T
         value = memo_value(op)
         if tx.put_memo(run_id, op.key, op.step_id, "run", value, now, None, 1, op.input):
             continue
-        held = next((m.value for m in tx.get_memo(run_id) if m.step_key == op.key), None)
+        held = next((m.value for m in tx.get_memo(run_id, [op.key])), None)
         if held != value:
             raise _Conflict(f"step {op.step_id!r} already has another result")
     return None
