@@ -49,6 +49,18 @@ async def test_failing_units_do_not_break_the_units_committed_with_them(store: S
         assert await store.read(lambda tx, n=n: tx.get_memo(f"run-{n}")) == []
 
 
+async def test_a_unit_committed_alone_that_fails_leaves_nothing(store: Store) -> None:
+    # One unit at a time: each is a batch of its own (on SQLite, without a savepoint).
+    with pytest.raises(Boom):
+        await store.run(write(1, True))
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):  # the event id is taken
+        await store.run(lambda tx: (tx.insert_event(event(2)), tx.insert_event(event(2))))
+    assert await store.run(write(3, False)) == 3
+    stored = await store.read(lambda tx: tx.list_events(limit=10))
+    assert [e.data["n"] for e in stored] == [3]
+    assert await store.read(lambda tx: tx.get_memo("run-1")) == []
+
+
 async def test_a_database_error_fails_only_its_unit(store: Store) -> None:
     await store.run(lambda tx: tx.insert_event(event(0)))
     duplicate = store.run(lambda tx: (tx.insert_event(event(1)), tx.insert_event(event(0))))

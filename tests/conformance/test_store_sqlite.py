@@ -108,6 +108,8 @@ async def test_a_batch_that_cannot_commit_fails_every_unit_then_recovers(tmp_pat
             return_exceptions=True,
         )
         assert all(isinstance(r, StoreError) and "locked" in str(r) for r in results)
+        with pytest.raises(StoreError, match="locked"):  # a unit alone: a batch of one
+            await store.run(lambda tx: tx.claim_cron_tick("f", 9))
         other.execute("ROLLBACK")
         other.close()
 

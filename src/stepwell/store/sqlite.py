@@ -4,8 +4,8 @@ Writes. One connection, owned by one thread, does every write. :meth:`SqliteStor
 the writer a unit of work and awaits it. The writer takes the first waiting unit, drains every
 other one already queued (up to :data:`MAX_BATCH`), opens ``BEGIN IMMEDIATE``, runs each unit in
 its own ``SAVEPOINT`` (a unit that raises is rolled back to its savepoint alone; a batch of one
-unit needs none) and commits once: one fsync for the whole batch. Only then are the callers answered, each on its own event
-loop, so a returned ``run`` is on disk. If the transaction itself fails (disk full, I/O error,
+unit needs none) and commits once: one fsync for the whole batch. Only then are the callers
+answered, each on its own event loop, so a returned ``run`` is on disk. If the transaction itself fails (disk full, I/O error,
 another process holding the lock past ``busy_timeout_ms``), every unit of the batch fails with
 :class:`~stepwell.errors.StoreError`.
 
