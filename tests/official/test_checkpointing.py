@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stepwell.clock import SystemClock
@@ -336,3 +341,37 @@ async def test_the_route_records_live_steps_and_refuses_stale_ones(tmp_path: Pat
         await side.engine.cancel(run.run_id)
         ended = await post(foreign, _step("c" * 40, "c", 1))
         assert ended.status_code == 409 and "ended" in ended.json()["error"]
+
+
+async def test_a_step_checkpointed_before_the_app_died_is_kept(tmp_path: Path) -> None:
+    """The app checkpoints a step, then fails its request without an SDK's answer (as if it
+    died): the step, written behind, is committed with the invocation's failure, and the run's
+    retry will find it in its memo."""
+    checkpointed: list[int] = []
+    async with engineside(tmp_path / "e.db", retry_interval_ms=60_000) as side:
+
+        async def dying_app(request: Request) -> Response:
+            ctx = orjson.loads(await request.body())["ctx"]
+            body = {"run_id": ctx["run_id"], "qi_id": ctx["qi_id"], "steps": [_step(A, "a", "A")]}
+            async with httpx.AsyncClient(base_url=side.url) as c:
+                answer = await c.post(f"/v1/checkpoint/{ctx['run_id']}/async", json=body)
+            checkpointed.append(answer.status_code)
+            return Response(b"gone", 502)  # no SDK headers: the app is not there any more
+
+        port = free_port()
+        app = Starlette(routes=[Route("/api", dying_app, methods=["POST"])])
+        async with uvicorn_app(app, port):
+            url = f"http://127.0.0.1:{port}/api"
+            step = {"id": "step", "name": "step", "runtime": {"type": "http", "url": url}}
+            function = {**FUNCTION, "steps": {"step": step}}
+            await side.engine.sync_app({"appName": "solo", "url": url, "functions": [function]})
+            [event_id] = await side.engine.send_wire({"name": "t/go", "data": {}})
+            for _ in range(200):
+                runs = await side.engine.store.read(lambda tx: tx.runs_for_event(event_id))
+                if checkpointed and runs and runs[0].attempt == 1:
+                    break
+                await asyncio.sleep(0.05)
+        [run] = runs
+        assert checkpointed == [200]
+        assert (run.status, run.attempt) == ("Running", 1)  # retried in a minute
+        assert await _memo(side.engine, run) == [(A, {"data": "A"})]
