@@ -417,8 +417,13 @@ async def test_start_timeout_cancels_a_run_that_waited_too_long(bed: BedFactory)
         assert isinstance(b.clock, stepwell.testing.FakeClock)
         b.clock.advance(11 * SECOND)
         await b.engine.tick()
-        await asyncio.sleep(0.05)
-        [late] = await b.runs_for(second)
+        # The timer fires in a task of its own, one commit away: wait for it, a loaded machine
+        # may take more than a few milliseconds (the fake clock does not move meanwhile).
+        for _ in range(200):
+            [late] = await b.runs_for(second)
+            if late.status != "Queued":
+                break
+            await asyncio.sleep(0.025)
         assert late.status == "Cancelled"
         assert "timeouts.start" in (late.cancel_reason or "")
         gate.set()
