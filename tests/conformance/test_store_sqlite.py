@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
 from stepwell.errors import StoreError
+from stepwell.store import sqlite as sqlite_store
 from stepwell.store.migrations import discover, split_statements
 from stepwell.store.records import QueueItem
 from stepwell.store.sqlite import SqliteStore
@@ -130,3 +132,65 @@ async def test_keyed_wait_paths_seek_the_index_instead_of_walking_the_waits(tmp_
     detail = " ".join(row[-1] for row in plan)
     assert "waits_by_match (event_name=? AND match_path>?)" in detail
     assert "TEMP B-TREE" not in detail
+
+
+def _wal_bytes(db: Path) -> int:
+    wal = Path(f"{db}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def _item(n: int) -> QueueItem:
+    # A payload of ~3 KB: every commit writes a few pages.
+    return QueueItem(f"i{n}", "start", f"r{n}", "f", n, payload={"pad": "x" * 3000})
+
+
+WAL_BOUND = 24 * 2**20
+"""The WAL file stays below this size while about 100 MB pass through it."""
+
+
+async def test_the_wal_is_checkpointed_beside_the_writer_and_stays_small(tmp_path: Path) -> None:
+    """The writer's commits do not checkpoint; a thread of the store's own does, and the log is
+    rewound: one unit at a time (the checkpoint runs in the writer's pauses), and with units
+    queued back to back (the writer then finishes what the thread could not)."""
+    db = tmp_path / "s.db"
+    store = await opened(db)
+    try:
+        assert "stepwell-sqlite-wal" in {t.name for t in threading.enumerate()}
+        for n in range(3000):
+            await store.run(lambda tx, n=n: tx.enqueue(_item(n)))
+        assert _wal_bytes(db) < WAL_BOUND
+        for start in range(3000, 30000, 3000):
+            await asyncio.gather(
+                *(
+                    store.run(lambda tx, n=n: tx.enqueue(_item(n)))
+                    for n in range(start, start + 3000)
+                )
+            )
+            assert _wal_bytes(db) < WAL_BOUND
+        assert await store.read(lambda tx: tx.next_available_at()) == 0
+    finally:
+        await store.close()
+    assert "stepwell-sqlite-wal" not in {t.name for t in threading.enumerate()}
+    with sqlite3.connect(db) as conn:  # everything reached the database file
+        assert conn.execute("SELECT count(*) FROM queue").fetchone() == (30000,)
+
+
+async def test_the_writer_checkpoints_when_the_wal_thread_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint thread that never checkpoints (as when it cannot open its connection)
+    leaves the writer's backstop: the log stays bounded still."""
+    monkeypatch.setattr(sqlite_store._WalCheckpoints, "_main", lambda self: None)
+    db = tmp_path / "s.db"
+    store = await opened(db)
+    try:
+        for start in range(0, 30000, 3000):
+            await asyncio.gather(
+                *(
+                    store.run(lambda tx, n=n: tx.enqueue(_item(n)))
+                    for n in range(start, start + 3000)
+                )
+            )
+            assert _wal_bytes(db) < WAL_BOUND
+    finally:
+        await store.close()

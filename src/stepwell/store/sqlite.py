@@ -13,6 +13,17 @@ Reads. A small thread pool, each thread with its own ``query_only`` connection; 
 read while the writer writes. Each :meth:`SqliteStore.read` is one deferred transaction, a
 consistent snapshot that includes every commit whose ``run`` returned before.
 
+WAL checkpoints. The writer's connection does not checkpoint on commit (SQLite's default,
+``wal_autocheckpoint``, copies the log into the database file inside the commit that crosses
+1,000 pages, and that commit's callers wait for the copy and its fsync). A thread of its own,
+:class:`_WalCheckpoints`, with its own connection, checkpoints instead (``PASSIVE``, which never
+blocks the writer) after every :data:`CHECKPOINT_EVERY` batches or
+:data:`CHECKPOINT_EVERY_ROWS` rows written, whichever comes first. Once a checkpoint has copied
+every frame, the writer's next transaction rewinds the log, so the WAL file stays small and is
+rewritten in place. Under writes that never pause, a checkpoint running beside the writer may
+never copy the very last frames; when the log has grown past :data:`CATCH_UP_FRAMES` that way,
+the writer copies what is left itself, after answering its batch's callers.
+
 ``":memory:"`` works too, for throwaway stores: there is then a single connection, and reads go
 through the writer (in a savepoint that is always rolled back).
 """
@@ -22,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import queue
 import sqlite3
 import threading
@@ -40,6 +52,23 @@ T = TypeVar("T")
 
 MAX_BATCH: Final = 256
 """Units of work committed together at most."""
+
+CHECKPOINT_EVERY: Final = 64
+"""Writer batches committed between two background WAL checkpoints, at most."""
+
+CHECKPOINT_EVERY_ROWS: Final = 1000
+"""Rows written between two background WAL checkpoints, at most: a batch of many units writes
+many pages (the log's frames, which SQLite does not count for its callers)."""
+
+CATCH_UP_FRAMES: Final = 1000
+"""WAL frames (pages, ~4 MB) from which the writer finishes a background checkpoint itself:
+the log is rewound only by a transaction that starts with every frame copied, which a
+checkpoint running beside the writer seldom leaves it."""
+
+BACKSTOP_ROWS: Final = 4 * CHECKPOINT_EVERY_ROWS
+"""Rows written without the log known to be short, after which the writer checkpoints."""
+
+log = logging.getLogger("stepwell.store.sqlite")
 
 _SYNCHRONOUS: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 _MIN_SQLITE: Final = (3, 35, 0)  # RETURNING
@@ -212,6 +241,8 @@ class SqliteStore:
                 if str(mode).lower() != "wal":
                     raise StoreError(f"{self.path!r} could not be switched to WAL mode ({mode})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")  # validated in __init__
+            if not self._memory:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")  # _WalCheckpoints does it
             self._migrate(conn)
         except BaseException:
             conn.close()
@@ -268,16 +299,101 @@ class SqliteStore:
         except BaseException as exc:
             ready.set_exception(exc)
             return
+        checkpoints = None if self._memory else _WalCheckpoints(self._checkpoint_conn)
         ready.set_result(None)
         try:
             while (batch := _next_batch(jobs)) is not None:
                 jobs_, stop = batch
                 if jobs_:
                     settle(jobs_, _commit(conn, jobs_))
+                    if checkpoints is not None:
+                        checkpoints.committed(conn)
                 if stop:
                     return
         finally:
+            if checkpoints is not None:
+                checkpoints.stop()
             conn.close()
+
+    def _checkpoint_conn(self) -> sqlite3.Connection:
+        conn = self._connect()
+        # A checkpoint syncs the log and the database file as the writer's commits would.
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return conn
+
+
+class _WalCheckpoints:
+    """A thread copying the WAL into the database file (``PRAGMA wal_checkpoint(PASSIVE)``)
+    beside the writer, every :data:`CHECKPOINT_EVERY` batches or :data:`CHECKPOINT_EVERY_ROWS`
+    rows; see the module's docstring.
+
+    The writer checkpoints itself, after answering a batch's callers, when the thread last found
+    the log :data:`CATCH_UP_FRAMES` long, and, as a backstop, when the thread has not found it
+    short for :data:`BACKSTOP_ROWS` rows (the thread starved of CPU, or without a connection).
+    :meth:`committed` and :meth:`stop` are called by the writer thread only.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._due = threading.Event()
+        self._stopping = False
+        self._batches = 0
+        self._rows_at = 0  # the writer's total_changes when it last signalled the thread
+        self._rows_short = 0  # ... when the log was last known to be short
+        self.catch_up = False
+        """Set by the thread: the log was long at its last checkpoint."""
+        self.short = False
+        """Set by the thread: the log was short at its last checkpoint."""
+        self._thread = threading.Thread(target=self._main, name="stepwell-sqlite-wal", daemon=True)
+        self._thread.start()
+
+    def committed(self, conn: sqlite3.Connection) -> None:
+        """The writer committed a batch on ``conn``; its callers were answered."""
+        rows = conn.total_changes
+        if self.short:
+            self.short, self._rows_short = False, rows
+        if self.catch_up or rows - self._rows_short >= BACKSTOP_ROWS:
+            self.catch_up, self._rows_short = False, rows
+            _checkpoint(conn)
+        self._batches += 1
+        if self._batches >= CHECKPOINT_EVERY or rows - self._rows_at >= CHECKPOINT_EVERY_ROWS:
+            self._batches, self._rows_at = 0, rows
+            self._due.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._due.set()
+        self._thread.join()
+
+    def _main(self) -> None:
+        try:
+            conn = self._connect()
+        except StoreError:
+            log.exception("cannot open a connection for WAL checkpoints; the writer makes them")
+            return
+        try:
+            while True:
+                self._due.wait()
+                self._due.clear()
+                if self._stopping:
+                    return
+                frames = _checkpoint(conn)
+                if frames >= CATCH_UP_FRAMES:
+                    self.catch_up = True
+                elif frames >= 0:
+                    self.short = True
+        finally:
+            conn.close()
+
+
+def _checkpoint(conn: sqlite3.Connection) -> int:
+    """One passive WAL checkpoint on ``conn``; how many frames the log holds (-1: failed)."""
+    try:
+        _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    except sqlite3.Error as exc:  # another process checkpointing, a full disk: next time
+        log.warning("WAL checkpoint failed: %s", exc)
+        return -1
+    return int(frames)
 
 
 def _next_batch(jobs: queue.SimpleQueue[Job | object]) -> tuple[list[Job], bool] | None:
