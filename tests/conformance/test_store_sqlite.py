@@ -155,7 +155,7 @@ async def test_the_wal_is_checkpointed_beside_the_writer_and_stays_small(tmp_pat
     db = tmp_path / "s.db"
     store = await opened(db)
     try:
-        assert "stepwell-sqlite-wal" in {t.name for t in threading.enumerate()}
+        assert f"stepwell-sqlite-wal:{db}" in {t.name for t in threading.enumerate()}
         for n in range(3000):
             await store.run(lambda tx, n=n: tx.enqueue(_item(n)))
         assert _wal_bytes(db) < WAL_BOUND
@@ -170,7 +170,7 @@ async def test_the_wal_is_checkpointed_beside_the_writer_and_stays_small(tmp_pat
         assert await store.read(lambda tx: tx.next_available_at()) == 0
     finally:
         await store.close()
-    assert "stepwell-sqlite-wal" not in {t.name for t in threading.enumerate()}
+    assert f"stepwell-sqlite-wal:{db}" not in {t.name for t in threading.enumerate()}
     with sqlite3.connect(db) as conn:  # everything reached the database file
         assert conn.execute("SELECT count(*) FROM queue").fetchone() == (30000,)
 

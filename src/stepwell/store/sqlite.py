@@ -299,7 +299,7 @@ class SqliteStore:
         except BaseException as exc:
             ready.set_exception(exc)
             return
-        checkpoints = None if self._memory else _WalCheckpoints(self._checkpoint_conn)
+        checkpoints = None if self._memory else _WalCheckpoints(self._checkpoint_conn, self.path)
         ready.set_result(None)
         try:
             while (batch := _next_batch(jobs)) is not None:
@@ -333,7 +333,7 @@ class _WalCheckpoints:
     :meth:`committed` and :meth:`stop` are called by the writer thread only.
     """
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], path: str) -> None:
         self._connect = connect
         self._due = threading.Event()
         self._stopping = False
@@ -344,7 +344,9 @@ class _WalCheckpoints:
         """Set by the thread: the log was long at its last checkpoint."""
         self.short = False
         """Set by the thread: the log was short at its last checkpoint."""
-        self._thread = threading.Thread(target=self._main, name="stepwell-sqlite-wal", daemon=True)
+        self._thread = threading.Thread(
+            target=self._main, name=f"stepwell-sqlite-wal:{path}", daemon=True
+        )
         self._thread.start()
 
     def committed(self, conn: sqlite3.Connection) -> None:
@@ -353,8 +355,12 @@ class _WalCheckpoints:
         if self.short:
             self.short, self._rows_short = False, rows
         if self.catch_up or rows - self._rows_short >= BACKSTOP_ROWS:
-            self.catch_up, self._rows_short = False, rows
-            _checkpoint(conn)
+            frames, copied = _checkpoint(conn)
+            self.catch_up = False
+            if 0 <= copied == frames:  # every frame copied: the next transaction rewinds the log
+                self._rows_short = rows
+            else:  # a reader holds old frames, or the thread is checkpointing: a while later
+                self._rows_short = rows - BACKSTOP_ROWS + CHECKPOINT_EVERY_ROWS
         self._batches += 1
         if self._batches >= CHECKPOINT_EVERY or rows - self._rows_at >= CHECKPOINT_EVERY_ROWS:
             self._batches, self._rows_at = 0, rows
@@ -377,7 +383,7 @@ class _WalCheckpoints:
                 self._due.clear()
                 if self._stopping:
                     return
-                frames = _checkpoint(conn)
+                frames, _copied = _checkpoint(conn)
                 if frames >= CATCH_UP_FRAMES:
                     self.catch_up = True
                 elif frames >= 0:
@@ -386,14 +392,15 @@ class _WalCheckpoints:
             conn.close()
 
 
-def _checkpoint(conn: sqlite3.Connection) -> int:
-    """One passive WAL checkpoint on ``conn``; how many frames the log holds (-1: failed)."""
+def _checkpoint(conn: sqlite3.Connection) -> tuple[int, int]:
+    """One passive WAL checkpoint on ``conn``: how many frames the log holds and how many of
+    them are copied into the database file ((-1, -1): it failed)."""
     try:
-        _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     except sqlite3.Error as exc:  # another process checkpointing, a full disk: next time
         log.warning("WAL checkpoint failed: %s", exc)
-        return -1
-    return int(frames)
+        return -1, -1
+    return (-1, -1) if busy else (int(frames), int(copied))
 
 
 def _next_batch(jobs: queue.SimpleQueue[Job | object]) -> tuple[list[Job], bool] | None:
