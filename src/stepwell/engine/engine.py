@@ -66,6 +66,8 @@ TIMER_KINDS = frozenset(
     }
 )
 ENDING_TIMER_KINDS = frozenset({"start_timeout", "finish_timeout"})
+FIRED_IN_CLAIM = frozenset({"sleep", "wait_timeout", "invoke_timeout"})
+"""Timers the claiming unit fires itself: each continues its run, leased in the same unit."""
 UNAVAILABLE_DELAY_MS = 30_000
 BLOCKED_CHECK_ROUNDS = 6
 """Lease-loop rounds between looks for blocked items when no loaded function limits claims."""
@@ -125,6 +127,8 @@ class Engine:
         self._loops: list[asyncio.Task[None]] = []
         self._running = False
         self._claim_was_full = False
+        # Timers whose firing in a claiming unit failed: fired in a unit of their own instead.
+        self._apart: set[str] = set()
         endings = RunEndings()
         self.run_listeners = endings.listeners
         self.store.observers.append(endings)
@@ -422,24 +426,58 @@ class Engine:
         free = self.concurrency - len(self._inflight)
         if free <= 0:
             return 0, False
-        claimed, next_at = await self.store.run(functools.partial(self._claim, now=now, limit=free))
-        self._claim_was_full = len(claimed) == free
+        claim = functools.partial(self._claim, now=now, limit=free)
+        claimed, next_at, count, made_work = await self.store.run(claim)
+        self._claim_was_full = count == free
         for item, snapshot in claimed:
             self._start(item, snapshot)
-        return len(claimed), next_at
+        if made_work:
+            self._wake.set()
+        return count, next_at
 
-    def _claim(self, tx: Tx, *, now: int, limit: int) -> tuple[list[_Started], int | bool | None]:
+    def _claim(
+        self, tx: Tx, *, now: int, limit: int
+    ) -> tuple[list[_Started], int | bool | None, int, bool]:
         """Lease up to ``limit`` due items to this node, each invocation item with its run's
         snapshot, read in the claiming unit rather than by a read of its own later; and, when
         fewer than ``limit`` were due, when the next unleased item falls due (in the same unit,
-        so the dispatch loop needs no read of its own before it sleeps)."""
+        so the dispatch loop needs no read of its own before it sleeps).
+
+        Timers of :data:`FIRED_IN_CLAIM` are fired here, in the claiming unit: a sleep that
+        ended continues its run, and the continuation is leased in its place, so a woken run
+        is invoked after one commit instead of two. Also returns how many items were leased
+        (fired timers included), and whether firing made work left for a claim
+        (``LeasingTx.made_work``)."""
         owner, lease = self.node_id, self.lease_ms
         if self.registry.limits_claims:
             items = flow.claim(tx, now, owner, lease, limit, self._maybe_limited)
         else:
             items = tx.claim(now, owner, lease, limit)
-        started = self._snapshots(tx, items, self._fresh)
-        return started, (tx.next_available_at() if len(items) < limit else False)
+        next_at = tx.next_available_at() if len(items) < limit else False
+        count = len(items)
+        timers = [i for i in items if i.kind in FIRED_IN_CLAIM and i.item_id not in self._apart]
+        if not timers:
+            return self._snapshots(tx, items, self._fresh), next_at, count, False
+        # Each timer's slot goes to the run it continues.
+        leasing = LeasingTx(
+            tx,
+            owner=owner,
+            now=now,
+            lease_ms=lease,
+            capacity=len(timers),
+            limited=self._claim_limited,
+        )
+        for item in timers:
+            try:
+                self.transitions.fire_timer(leasing.as_tx(), item=item, owner=owner, now=now)
+            except Exception:
+                # The whole claim fails (the unit may have written part of this timer); the
+                # next claim leaves this timer to its own unit, which retries it alone.
+                self._apart.add(item.item_id)
+                raise
+        fired = {i.item_id for i in timers}
+        items = [i for i in items if i.item_id not in fired] + leasing.leased
+        return self._snapshots(tx, items, self._fresh), next_at, count, leasing.made_work
 
     @staticmethod
     def _snapshots(
@@ -603,6 +641,7 @@ class Engine:
                     await self._run_routing(fire, now)
                 else:
                     await self._run_leasing(fire, now)
+                self._apart.discard(item.item_id)
             else:
                 await self._invoke(item, snapshot)
         except asyncio.CancelledError:
