@@ -9,6 +9,7 @@ Usable from your own code and tests too::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 from collections.abc import Sequence
@@ -89,22 +90,31 @@ class Embedded:
             assert self._sqlite_path is not None
             Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
             self._lock = _lock_file(self._sqlite_path)
-        # Holding the file exclusively, every lease left in it is from a process that died.
-        await self.engine.start(loops=self._loops, take_over=exclusive)
-        loop = asyncio.get_running_loop()
-        for app in self.apps:
-            handlers = {fn.full_id: fn for fn in app.functions}
-            await self.engine.register(app.register_request(), handlers)
-            app.attach(self.engine, loop)
+        try:
+            # Holding the file exclusively, every lease left in it is from a process that died.
+            await self.engine.start(loops=self._loops, take_over=exclusive)
+            loop = asyncio.get_running_loop()
+            for app in self.apps:
+                handlers = {fn.full_id: fn for fn in app.functions}
+                await self.engine.register(app.register_request(), handlers)
+                app.attach(self.engine, loop)
+        except BaseException:
+            # An invalid function (ConfigError), an unreadable file: nothing stays open, so
+            # the same file can be started again once fixed.
+            with contextlib.suppress(Exception):  # the store may never have opened
+                await self.stop()
+            raise
 
     async def stop(self) -> None:
         """Detach the apps, stop the engine, release the file."""
         for app in self.apps:
             app.attach(None)
-        await self.engine.stop()
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        try:
+            await self.engine.stop()
+        finally:
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
 
 
 def _lock_file(db: str) -> IO[bytes]:
