@@ -317,8 +317,12 @@ class SqliteStore:
 
     def _checkpoint_conn(self) -> sqlite3.Connection:
         conn = self._connect()
-        # A checkpoint syncs the log and the database file as the writer's commits would.
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        try:
+            # A checkpoint syncs the log and the database file as the writer's commits would.
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
 
@@ -374,7 +378,7 @@ class _WalCheckpoints:
     def _main(self) -> None:
         try:
             conn = self._connect()
-        except StoreError:
+        except (StoreError, sqlite3.Error):
             log.exception("cannot open a connection for WAL checkpoints; the writer makes them")
             return
         try:
