@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -18,6 +19,13 @@ from stepwell.engine.api import build_app
 from stepwell.engine.drivers.http import HttpDriver
 from stepwell.engine.engine import Engine
 from stepwell.engine.sync import Syncer
+
+
+def http_function(fn_id: str, url: str, trigger: str = "t/go") -> dict[str, Any]:
+    """The wire config of a function of one step, served at ``url`` (as an SDK syncs it)."""
+    step_url = f"{url}?fnId={fn_id}&stepId=step"
+    step = {"id": "step", "name": "step", "runtime": {"type": "http", "url": step_url}}
+    return {"id": fn_id, "name": "fn", "triggers": [{"event": trigger}], "steps": {"step": step}}
 
 
 def free_port() -> int:

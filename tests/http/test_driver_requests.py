@@ -17,7 +17,7 @@ from stepwell.clock import SystemClock
 from stepwell.engine.drivers.http import HttpDriver
 from stepwell.engine.registry import parse_function
 from stepwell.protocol.ops import CallRequest, StepFailed, StepRun
-from tests.support import free_port, uvicorn_app
+from tests.support import free_port, http_function, uvicorn_app
 
 
 class _NoCheckpoints:
@@ -37,21 +37,7 @@ class _NoCheckpoints:
 
 
 def _spec(url: str) -> Any:
-    return parse_function(
-        "app",
-        {
-            "id": "app-fn",
-            "name": "fn",
-            "triggers": [{"event": "t/go"}],
-            "steps": {
-                "step": {
-                    "id": "step",
-                    "name": "step",
-                    "runtime": {"type": "http", "url": f"{url}?fnId=app-fn&stepId=step"},
-                }
-            },
-        },
-    )
+    return parse_function("app", http_function("app-fn", url))
 
 
 def _request() -> CallRequest:

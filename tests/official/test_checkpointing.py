@@ -42,7 +42,7 @@ from tests.official.harness import (
     start_nextjs,
 )
 from tests.official.test_scenarios import Driver, _scenarios
-from tests.support import free_port, uvicorn_app
+from tests.support import free_port, http_function, uvicorn_app
 
 pytestmark = pytest.mark.official
 
@@ -265,18 +265,7 @@ async def test_a_step_stored_meanwhile_elsewhere_wins_and_the_run_goes_on(tmp_pa
 
 # -- the route on its own ---------------------------------------------------------------------
 
-FUNCTION = {
-    "id": "solo-fn",
-    "name": "fn",
-    "triggers": [{"event": "t/go"}],
-    "steps": {
-        "step": {
-            "id": "step",
-            "name": "step",
-            "runtime": {"type": "http", "url": "http://127.0.0.1:9/api?fnId=solo-fn&stepId=step"},
-        }
-    },
-}
+FUNCTION = http_function("solo-fn", "http://127.0.0.1:9/api")
 
 
 def _step(key: str, step_id: str, data: Any) -> dict[str, Any]:
@@ -362,8 +351,7 @@ async def test_a_step_checkpointed_before_the_app_died_is_kept(tmp_path: Path) -
         app = Starlette(routes=[Route("/api", dying_app, methods=["POST"])])
         async with uvicorn_app(app, port):
             url = f"http://127.0.0.1:{port}/api"
-            step = {"id": "step", "name": "step", "runtime": {"type": "http", "url": url}}
-            function = {**FUNCTION, "steps": {"step": step}}
+            function = http_function("solo-fn", url)
             await side.engine.sync_app({"appName": "solo", "url": url, "functions": [function]})
             [event_id] = await side.engine.send_wire({"name": "t/go", "data": {}})
             for _ in range(200):

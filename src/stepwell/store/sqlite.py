@@ -5,9 +5,9 @@ the writer a unit of work and awaits it. The writer takes the first waiting unit
 other one already queued (up to :data:`MAX_BATCH`), opens ``BEGIN IMMEDIATE``, runs each unit in
 its own ``SAVEPOINT`` (a unit that raises is rolled back to its savepoint alone; a batch of one
 unit needs none) and commits once: one fsync for the whole batch. Only then are the callers
-answered, each on its own event loop, so a returned ``run`` is on disk. If the transaction itself fails (disk full, I/O error,
-another process holding the lock past ``busy_timeout_ms``), every unit of the batch fails with
-:class:`~stepwell.errors.StoreError`.
+answered, each on its own event loop, so a returned ``run`` is on disk. If the transaction itself
+fails (disk full, I/O error, another process holding the lock past ``busy_timeout_ms``), every
+unit of the batch fails with :class:`~stepwell.errors.StoreError`.
 
 Reads. A small thread pool, each thread with its own ``query_only`` connection; WAL lets them
 read while the writer writes. Each :meth:`SqliteStore.read` is one deferred transaction, a
@@ -22,7 +22,8 @@ blocks the writer) after every :data:`CHECKPOINT_EVERY` batches or
 every frame, the writer's next transaction rewinds the log, so the WAL file stays small and is
 rewritten in place. Under writes that never pause, a checkpoint running beside the writer may
 never copy the very last frames; when the log has grown past :data:`CATCH_UP_FRAMES` that way,
-the writer copies what is left itself, after answering its batch's callers.
+the writer copies what is left itself, after answering its batch's callers. As a backstop it also
+checkpoints itself after :data:`BACKSTOP_ROWS` rows without the log known to be short.
 
 ``":memory:"`` works too, for throwaway stores: there is then a single connection, and reads go
 through the writer (in a savepoint that is always rolled back).
